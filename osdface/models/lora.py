@@ -73,7 +73,8 @@ def normalize_lora_state_dict(
     if unknown:
         raise LoraFormatError(f"{len(unknown)} key(s) are not LoRA weights in a known naming, e.g. {unknown[:3]}")
     # alphas may have been stored under the old module names ("…lora.down" prefix → module path)
-    alphas = {re.sub(r"\.lora$", "", k): v for k, v in alphas.items()}
+    alphas = {re.sub(r"\.(lora\.down|lora\.up|lora_down|lora_up|lora_A|lora_B|lora)$", "", k): v
+              for k, v in alphas.items()}
     return weights, alphas
 
 
