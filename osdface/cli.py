@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 BUNDLED_NANO = Path(__file__).resolve().parent / "assets" / "osdface-nano"
@@ -35,19 +36,20 @@ def _pick_device(name: str):
 
 
 def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Path, Path]:
-    """Input file → output PNG path: ``<stem><suffix>.png``; stems shared by several inputs keep their extension
-    (``a_jpg.png``); a target that is one of the inputs gets ``_restored`` added, so an input is never overwritten."""
-    stems: dict[str, int] = {}
-    for p in inputs:
-        stems[p.stem] = stems.get(p.stem, 0) + 1
-    resolved_inputs = {p.resolve() for p in inputs}
+    """Input file → a distinct output PNG path: ``<stem><suffix>.png``; stems shared by several inputs keep their
+    extension (``a_jpg.png``); a name already taken (by an input file or an earlier output, compared
+    case-insensitively) gets ``_restored``, ``_restored2``, … so that no input and no other output is overwritten."""
+    stems = Counter(p.stem for p in inputs)
+    taken = {os.path.normcase(str(p.resolve())).casefold() for p in inputs}
     names = {}
     for p in inputs:
-        stem = p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
-        target = out_dir / f"{stem}{suffix}.png"
-        while target.resolve() in resolved_inputs:
-            stem += "_restored"
-            target = out_dir / f"{stem}{suffix}.png"
+        stem = (p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") + suffix
+        for extra in ["", "_restored", *(f"_restored{n}" for n in range(2, 10_000))]:
+            target = out_dir / f"{stem}{extra}.png"
+            key = os.path.normcase(str(target.resolve())).casefold()
+            if key not in taken:
+                break
+        taken.add(key)
         names[p] = target
     return names
 
@@ -89,8 +91,17 @@ def cmd_restore(args) -> int:
     except MissingWeightsError as err:
         _err(str(err))
         return 2
+    except (OSError, ValueError, KeyError) as err:  # a damaged folder: unreadable config, missing part
+        _err(f"cannot load the model {model}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return 2
     print(f"model {model} ({pipe.config.preset}) on {device} {args.dtype}, loaded in {load_s:.1f} s",
           file=sys.stderr)
+    size = pipe.config.process_size
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _err(f"cannot create the output folder {out_dir}: {err.strerror or err}")
+        return 2
 
     failed, done, run_s = [], 0, 0.0
     bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=args.quiet)
@@ -98,11 +109,16 @@ def cmd_restore(args) -> int:
         chunk, images = inputs[start:start + args.batch_size], []
         for path in chunk:
             try:
-                images.append((path, image_io.load_image(path)))
+                img = image_io.load_image(path)
             except image_io.ImageInputError as err:
                 failed.append(path)
                 bar.write(f"error: {err}", file=sys.stderr)
                 bar.update(1)
+                continue
+            if img.width != img.height:
+                bar.write(f"warning: {path}: {img.width}x{img.height} is not square; aligned mode expects "
+                          f"FFHQ-aligned square crops, so it is stretched to {size}x{size}", file=sys.stderr)
+            images.append((path, img))
         if not images:
             continue
         t0 = time.perf_counter()
@@ -111,10 +127,15 @@ def cmd_restore(args) -> int:
             restored = pipe([img for _, img in images], output_type="pil", batch_size=len(images))
         run_s += time.perf_counter() - t0
         for w in caught:
-            bar.write(f"warning: {w.message}", file=sys.stderr)
+            if "not square" not in str(w.message):  # already reported above, with the file name
+                bar.write(f"warning: {w.message}", file=sys.stderr)
         for (path, _), result in zip(images, restored):
-            image_io.save_png(result, targets[path])
-            done += 1
+            try:
+                image_io.save_png(result, targets[path])
+                done += 1
+            except OSError as err:
+                failed.append(path)
+                bar.write(f"error: {path}: cannot write {targets[path]}: {err.strerror or err}", file=sys.stderr)
             bar.update(1)
     bar.close()
     per_face = f", {run_s / done:.2f} s/face" if done else ""

@@ -306,8 +306,6 @@ _COLLIDING = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG osdface/cli.py output_names: distinct inputs can get the same "
-                                       "output path, so one restored face silently overwrites another")
 @pytest.mark.parametrize("files", list(_COLLIDING.values()), ids=list(_COLLIDING))
 def test_output_names_distinct(tmp_path, files):
     ins = [tmp_path / f for f in files]
@@ -421,10 +419,7 @@ def test_unknown_device_is_an_argparse_error(tmp_path, capsys):
     assert "--device" in capsys.readouterr().err
 
 
-# -------------------------------------------------------------------------------------- known bugs (strict xfail)
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="BUG osdface/cli.py:116 save_png errors are not caught: -o naming an existing file "
-                          "ends in a NotADirectoryError traceback after the first batch")
+# ------------------------------------------------------------------------------ unwritable output, damaged model
 def test_output_is_an_existing_file(model_dir, tmp_path, capsys):
     face = _rgb(tmp_path / "face.png")
     target = tmp_path / "out.txt"
@@ -436,9 +431,6 @@ def test_output_is_an_existing_file(model_dir, tmp_path, capsys):
     assert target.read_text() == "keep me\n"
 
 
-@pytest.mark.xfail(strict=True, raises=(OSError, ValueError),
-                   reason="BUG osdface/cli.py:84-91 only MissingWeightsError is caught around from_pretrained: "
-                          "an incomplete or corrupt model folder ends in a traceback")
 @pytest.mark.parametrize("damage", ["no_vre", "bad_json"])
 def test_damaged_model_folder(model_dir, tmp_path, capsys, damage):
     folder = tmp_path / "damaged"
