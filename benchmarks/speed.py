@@ -17,11 +17,12 @@ How the numbers are made:
   GPU work runs asynchronously and the Python call returns before the GPU is done.
 - Everything runs under ``torch.inference_mode()`` (no autograd bookkeeping) with the LoRA fused into the UNet
   (``--no-fuse`` keeps the adapter layers, which costs extra small matmuls per layer).
-- On a CPU the full-size ``sd21`` multi-step run would take many minutes, so by default only
-  ``--multistep-timed-steps`` (3) UNet steps are timed and the multi-step time is reported as
-  ``VRE + steps x (seconds per UNet step) + VAE decode``; the JSON line then says
-  ``"extrapolated_from_steps": 3``. The cost of one UNet step does not depend on the timestep, so this is a fair
-  estimate, but it is an estimate: with ``extrapolated_from_steps: null`` the full sampler really ran.
+- A full multi-step run can take many minutes on a CPU (sd21 at 512: ~10 s per UNet step, times 50, times the
+  repeats; nano at 512 also runs its UNet on a 128x128 latent). So on a CPU, when ``steps x (one UNet step)``
+  would exceed ``CPU_FULL_MULTISTEP_SECONDS``, only 3 UNet steps (``--multistep-timed-steps``) are timed by
+  default and the multi-step time is reported as ``VRE + steps x (seconds per UNet step) + VAE decode``; the JSON
+  line then says ``"extrapolated_from_steps": 3``. The cost of one UNet step does not depend on the timestep, so
+  this is a fair estimate, but it is an estimate: with ``extrapolated_from_steps: null`` the full sampler ran.
 - ``peak_memory_mb``: on CUDA the peak of ``torch.cuda.max_memory_allocated`` during the case (weights included);
   on a CPU the peak resident set size of the whole process since it started (``resource.getrusage``), so it
   never goes down from one case to the next. ``memory_kind`` says which one you are reading.
@@ -50,6 +51,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
     from osdface import OSDFacePipeline
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CPU_FULL_MULTISTEP_SECONDS = 60.0  # on a CPU, a longer multi-step run is extrapolated from a few steps
+CPU_TIMED_STEPS = 3  # ... from this many
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -67,8 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs after one warm-up (default: 3; 1 for sd21 on a CPU)")
     p.add_argument("--multistep-timed-steps", type=int, default=None, metavar="K",
-                   help="time only K UNet steps of the baseline and extrapolate to --steps "
-                        "(default: all steps; 3 for sd21 on a CPU)")
+                   help="time only K UNet steps of the baseline and extrapolate to --steps (default: all "
+                        f"steps; on a CPU {CPU_TIMED_STEPS} when a full run would take over "
+                        f"{CPU_FULL_MULTISTEP_SECONDS:.0f} s, e.g. sd21 at 512)")
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
                    help="merge the LoRA into the UNet weights before timing (default: on)")
     p.add_argument("--threads", type=int, default=None,
@@ -95,11 +99,16 @@ def repeats_for(preset: str, args) -> int:
     return 1 if (preset == "sd21" and args.device == "cpu") else 3
 
 
-def timed_steps_for(preset: str, args) -> int:
-    """How many of the baseline's UNet steps to run; fewer than --steps means the time is extrapolated."""
+def timed_steps_for(args, unet_seconds: float) -> int:
+    """How many of the baseline's UNet steps to run; fewer than --steps means the time is extrapolated.
+
+    ``unet_seconds`` is the measured time of the one step's UNet call, which costs the same as one DDIM step.
+    """
     if args.multistep_timed_steps is not None:
         return min(args.multistep_timed_steps, args.steps)
-    return 3 if (preset == "sd21" and args.device == "cpu") else args.steps
+    if args.device == "cpu" and args.steps * unet_seconds > CPU_FULL_MULTISTEP_SECONDS:
+        return min(CPU_TIMED_STEPS, args.steps)
+    return args.steps
 
 
 # ------------------------------------------------------------------------------------------------ timing helpers
@@ -208,8 +217,6 @@ def run_case(pipe: OSDFacePipeline, preset: str, dtype: str, batch: int, size: i
              args) -> dict:
     model, scheduler = pipe.model, pipe.scheduler
     repeats = repeats_for(preset, args)
-    k = timed_steps_for(preset, args)
-    extrapolate = k < args.steps
 
     seed_everything(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -227,6 +234,8 @@ def run_case(pipe: OSDFacePipeline, preset: str, dtype: str, batch: int, size: i
     part_median = {name: statistics.median(p[name] for p in parts) for name in parts[0]}
 
     # --- the multi-step baseline
+    k = timed_steps_for(args, part_median["unet"])
+    extrapolate = k < args.steps
     if not extrapolate:  # the real sampler, every step
         def sample():
             gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -271,8 +280,17 @@ def run_case(pipe: OSDFacePipeline, preset: str, dtype: str, batch: int, size: i
 
 
 # ------------------------------------------------------------------------------------------------ output
+def rounded(value):
+    """Floats to 6 significant digits (timers are not more precise than that), inside dicts too."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return value
+
+
 def emit(record: dict, json_out: Path | None) -> None:
-    line = json.dumps(record)
+    line = json.dumps(rounded(record))
     print(line, flush=True)
     if json_out is not None:
         with json_out.open("a") as f:

@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lora", required=True, help="pytorch_lora_weights.safetensors")
     c.add_argument("--base", default=DEFAULT_SD21_BASE, help="SD 2.1-base: Hub id or local folder")
     c.add_argument("--out", required=True, help="the model folder to write (new or empty)")
-    c.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha of the release (16)")
+    c.add_argument("--lora-alpha", type=float, default=None,
+                   help="LoRA alpha (default: the file's own alphas, else alpha = rank, i.e. scale 1, as the "
+                        "release's loaders do; the release is rank 16, alpha 16)")
     c.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     c.add_argument("--local-files-only", action="store_true", default=None)
     c.set_defaults(func=cmd_convert)

@@ -150,7 +150,7 @@ def _base_unet_skeleton(base: str, local_files_only: bool | None) -> torch.nn.Mo
 
 # ---------------------------------------------------------------------------------------------------- converting
 def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Path, out: str | Path, *,
-                     base_model: str = DEFAULT_SD21_BASE, lora_alpha: float = 16.0,
+                     base_model: str = DEFAULT_SD21_BASE, lora_alpha: float | None = None,
                      local_files_only: bool | None = None, overwrite: bool = False) -> Path:
     """Write an osdface model folder from the authors' three files; returns the folder."""
     out = Path(out)
@@ -171,7 +171,7 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
         raise ConversionError(f"{Path(lora).name} does not fit the base UNet ({len(problems)} problem(s)):\n  "
                               + "\n  ".join(problems[:40]))
 
-    config = get_preset("sd21", base_model=base_model, lora_rank=lora_config.r, lora_alpha=lora_alpha)
+    config = get_preset("sd21", base_model=base_model, lora_rank=lora_config.r, lora_alpha=lora_config.lora_alpha)
     config.vre["double_normalize_input"] = True  # the released weights expect the [-3, 1] input quirk
     config.unet = config.vae = None  # real weights come from the base model
     config.extra = {
@@ -196,5 +196,5 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
     make_model_card(config, unet_stored="lora", base_stored=False, repo_or_folder=str(out),
                     **OFFICIAL_LICENSE).save(out / "README.md")
     log.info("wrote %s (VRE %d tensors, projector %d, LoRA %d modules, rank %d, alpha %g)", out, len(vre_state),
-             len(proj_state), len(lora_utils.lora_modules(lora_weights)), lora_config.r, lora_alpha)
+             len(proj_state), len(lora_utils.lora_modules(lora_weights)), lora_config.r, lora_config.lora_alpha)
     return out

@@ -104,7 +104,7 @@ class OSDFacePipeline:
                      if (folder / "scheduler").is_dir() else component(DDIMScheduler, "scheduler"))
         vre = VisualRepresentationEmbedder.from_pretrained(folder, subfolder="vre", **kw)
         if (folder / "unet_lora").is_dir():
-            weights, lora_config = lora_utils.read_lora_folder(folder / "unet_lora", config.lora_alpha)
+            weights, lora_config = lora_utils.read_lora_folder(folder / "unet_lora")
             lora_utils.add_lora(unet, lora_config, weights)
         pipe = cls(vae, unet, vre, scheduler, config)
         pipe.to(device=device, dtype=dtype)
@@ -168,9 +168,13 @@ class OSDFacePipeline:
 
     @torch.inference_mode()
     def __call__(self, images, output_type: OutputType = "pil", batch_size: int = 4,
-                 generator: torch.Generator | None = None, progress: bool = False):
+                 generator: torch.Generator | None = None, latent_mode: str | None = None, progress: bool = False):
         """Restore aligned face crops. Returns, for N inputs: a list of N PIL images (``"pil"``), an (N, S, S, 3)
-        float32 array in [0, 1] (``"np"``) or an (N, 3, S, S) float tensor in [0, 1] on the CPU (``"pt"``)."""
+        float32 array in [0, 1] (``"np"``) or an (N, 3, S, S) float tensor in [0, 1] on the CPU (``"pt"``).
+
+        ``latent_mode="sample"`` draws the VAE latent from its posterior like the release (``generator``, or the
+        global RNG after ``torch.manual_seed(114)`` as the release seeds it); the default is the config's
+        (``"mode"``: deterministic)."""
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', not {output_type!r}")
         if batch_size < 1:
@@ -183,7 +187,7 @@ class OSDFacePipeline:
             starts = tqdm(starts, unit="batch")
         for start in starts:
             x = self.preprocess(items[start:start + batch_size])
-            y = self.model(x, generator=generator)
+            y = self.model(x, generator=generator, latent_mode=latent_mode)
             outputs.append((y.float() * 0.5 + 0.5).clamp(0, 1).cpu())
         out = torch.cat(outputs)
         if output_type == "pt":

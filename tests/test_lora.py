@@ -123,3 +123,23 @@ def test_write_read_folder_round_trip(tmp_path):
     dst = tiny_unet()
     L.add_lora(dst, cfg, weights)
     assert torch.equal(run(dst), run(src))
+
+
+def test_mixed_ranks_default_to_scale_one_like_the_release_loaders():
+    """No alphas in the file: alpha = rank per module (diffusers' load_lora_weights and the release's merge: ×1)."""
+    src = tiny_unet()
+    L.add_lora(src, LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"],
+                               rank_pattern={"to_k": 2}, alpha_pattern={"to_k": 2}))
+    randomize_lora(src)
+    weights = L.lora_state_dict(src)
+    cfg = L.lora_config_for(weights)
+    assert cfg.r == 4 and cfg.lora_alpha == 4.0
+    assert set(cfg.rank_pattern.values()) == {2} and set(cfg.alpha_pattern.values()) == {2.0}
+    dst = tiny_unet()
+    L.add_lora(dst, cfg, weights)
+    assert torch.allclose(run(dst), run(src), atol=1e-6)
+    # an explicit alpha, and the file's own alphas, win over the default
+    assert L.lora_config_for(weights, alpha=16.0).lora_alpha == 16.0
+    some = next(k for k in weights if k.endswith("to_q.lora_A.weight"))[: -len(".lora_A.weight")]
+    cfg = L.lora_config_for(weights, alphas={some: 1.0})
+    assert list(cfg.alpha_pattern.values()).count(1.0) == 1

@@ -101,17 +101,29 @@ def lora_modules(weights: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return ranks
 
 
-def lora_config_for(weights: Mapping[str, torch.Tensor], alpha: float, alphas: Mapping[str, float] | None = None
-                    ) -> LoraConfig:
-    """A PEFT config that targets exactly the modules present in ``weights`` (rank per module from the shapes)."""
+def lora_config_for(weights: Mapping[str, torch.Tensor], alpha: float | None = None,
+                    alphas: Mapping[str, float] | None = None) -> LoraConfig:
+    """A PEFT config that targets exactly the modules present in ``weights`` (rank per module from the shapes).
+
+    Alpha per module: the file's own ``.alpha`` entry if it has one, else ``alpha``, else the module's rank (scale 1,
+    which is what diffusers' ``load_lora_weights`` and the release's merge code use for a file without alphas).
+    """
     ranks = lora_modules(weights)
     if not ranks:
         raise LoraFormatError("the LoRA file holds no lora_A/lora_B pairs")
-    r = max(set(ranks.values()), key=list(ranks.values()).count)
-    rank_pattern = {f"^{re.escape(m)}$": v for m, v in ranks.items() if v != r}
-    alpha_pattern = {f"^{re.escape(m)}$": a for m, a in (alphas or {}).items() if a != alpha}
-    return LoraConfig(r=r, lora_alpha=alpha, target_modules=sorted(ranks), rank_pattern=rank_pattern,
-                      alpha_pattern=alpha_pattern, init_lora_weights=False)
+    alphas = alphas or {}
+    module_alpha = {m: float(alphas.get(m, alpha if alpha is not None else r)) for m, r in ranks.items()}
+
+    def most_common(values):
+        values = list(values)
+        return max(sorted(set(values)), key=values.count)
+
+    r, a = most_common(ranks.values()), most_common(module_alpha.values())
+    return LoraConfig(
+        r=r, lora_alpha=a, target_modules=sorted(ranks), init_lora_weights=False,
+        rank_pattern={f"^{re.escape(m)}$": v for m, v in ranks.items() if v != r},
+        alpha_pattern={f"^{re.escape(m)}$": v for m, v in module_alpha.items() if v != a},
+    )
 
 
 def check_against_unet(unet: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> list[str]:
@@ -174,7 +186,8 @@ def write_lora_folder(folder: str | Path, weights: Mapping[str, torch.Tensor], c
     config.save_pretrained(str(folder))
 
 
-def read_lora_folder(folder: str | Path, default_alpha: float) -> tuple[dict[str, torch.Tensor], LoraConfig]:
+def read_lora_folder(folder: str | Path, default_alpha: float | None = None
+                     ) -> tuple[dict[str, torch.Tensor], LoraConfig]:
     """The inverse of :func:`write_lora_folder`; without adapter_config.json the config is inferred from the file."""
     folder = Path(folder)
     weights, alphas = normalize_lora_state_dict(load_file(folder / LORA_WEIGHT_NAME))

@@ -65,12 +65,12 @@ class OneStepGenerator(nn.Module):
         return x0_from_eps(z_lq, self.predict_eps(z_lq, prompt_embeds), self.alpha_bar)
 
     def forward(self, x: torch.Tensor, prompt_embeds: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, latent_mode: str | None = None) -> torch.Tensor:
         """x (B, 3, H, W) in [-1, 1] (H, W multiples of 8 · 2^(UNet levels − 1)) → restored, in [-1, 1]."""
         x = x.to(self.dtype)
         if prompt_embeds is None:
             prompt_embeds = self.vre(x.to(self.vre.dtype))
-        z = self.encode(x, generator=generator)
+        z = self.encode(x, mode=latent_mode, generator=generator)
         return self.decode(self.restore_latent(z, prompt_embeds))
 
     def ddim_sample(self, x: torch.Tensor, scheduler, num_steps: int = 50, prompt_embeds: torch.Tensor | None = None,
