@@ -205,11 +205,12 @@ def multistep_unet_steps(model, scheduler, prompt, z_lq, total_steps: int, timed
     scheduler.set_timesteps(total_steps, device=device)
     seconds = []
     for t in scheduler.timesteps[:timed_steps]:
-        def step(z=z, t=t):
-            eps = model.unet(z, t, encoder_hidden_states=prompt.to(z.dtype)).sample
-            return scheduler.step(eps, t, z).prev_sample
-        z, dt = timed(step, device)
-        seconds.append(dt)
+        synchronize(device)
+        start = time.perf_counter()
+        eps = model.unet(z, t, encoder_hidden_states=prompt.to(z.dtype)).sample
+        z = scheduler.step(eps, t, z).prev_sample
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
     return seconds
 
 

@@ -64,9 +64,10 @@ def test_batch_equals_single(tiny_pipe):
     with torch.no_grad():
         batched = tiny_pipe.model(x)
         singles = torch.cat([tiny_pipe.model(x[i : i + 1]) for i in range(3)])
-    # float32 kernels differ with the batch size (oneDNN picks other algorithms): ~1e-4 on outputs of magnitude 1
-    assert torch.allclose(batched, singles, atol=1e-3)
-    assert (batched - singles).abs().mean() < 1e-5
+    # float32 kernels differ with the batch size (oneDNN picks other algorithms): rounding-level differences
+    # (a mixed-up batch would differ by ~0.1 on average)
+    assert torch.allclose(batched, singles, atol=1e-2)
+    assert (batched - singles).abs().mean() < 1e-4
 
 
 def test_gradients_reach_lora_and_projector_only_when_others_frozen(tiny_pipe):
