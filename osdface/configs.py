@@ -9,6 +9,7 @@ every model folder, so a folder is self-describing.
   and any Hub id or local folder with ``vae/``, ``unet/``, ``scheduler/`` can be given instead.
 - ``nano``: the same design at a few million parameters for CPUs, classrooms and tests. Its VAE and UNet have no
   pretrained base, so a nano model folder carries full ``vae/`` and ``unet/`` copies.
+- ``tiny``: test size (64², well under a second); for the test suite and quick checks only.
 """
 
 from __future__ import annotations
@@ -98,10 +99,27 @@ class OSDFaceConfig:
         return dataclasses.replace(copy.deepcopy(self), **changes)
 
 
+# Test size: the whole design in well under a second at 64² (VRE 32² → 8×8 grid with 40 codes, so prompts get zero
+# rows; UNet and VAE (32, 64)). Used by the test suite and the GPU checks; not a model anyone should train.
+TINY_VRE = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=32, z_channels=32,
+                n_codes=40, code_dim=32, num_tokens=77, prompt_dim=64)
+TINY_UNET = dict(
+    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32,
+)
+TINY_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32,
+    sample_size=64,
+)
+
 PRESETS: dict[str, OSDFaceConfig] = {
     "sd21": OSDFaceConfig(preset="sd21", unet=dict(SD21_UNET), vae=dict(SD21_VAE), license="other"),
     "nano": OSDFaceConfig(preset="nano", base_model=None, vre=dict(NANO_VRE), unet=dict(NANO_UNET),
                           vae=dict(NANO_VAE), lora_rank=8, lora_alpha=8.0, license="apache-2.0"),
+    "tiny": OSDFaceConfig(preset="tiny", base_model=None, vre=dict(TINY_VRE), unet=dict(TINY_UNET),
+                          vae=dict(TINY_VAE), process_size=64, lora_rank=4, lora_alpha=8.0, license="apache-2.0"),
 }
 
 

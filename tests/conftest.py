@@ -14,36 +14,22 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FACES = Path(os.environ.get("OSDFACE_FACES", REPO.parent / "shared" / "data" / "faces"))
 
-# A tiny model of the OSDFace design: VRE 32² → 4×4 grid, 40 codes (< 77: the prompt gets zero rows), UNet (32, 64),
-# VAE (32, 64): everything runs in well under a second at 64².
-TINY = dict(
-    vre=dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=32, z_channels=32,
-             n_codes=40, code_dim=32, num_tokens=77, prompt_dim=64),
-    unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-              down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-              up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64, attention_head_dim=8,
-              norm_num_groups=32),
-    vae=dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-             norm_num_groups=32, sample_size=64),
-    process_size=64, lora_rank=4, lora_alpha=8.0, base_model=None,
-)
+from osdface.configs import TINY_UNET, TINY_VAE, TINY_VRE  # noqa: E402
+from osdface.models.lora import randomize_lora_  # noqa: E402
+
+# the "tiny" preset's parts, for tests that build single modules
+TINY = dict(vre=TINY_VRE, unet=TINY_UNET, vae=TINY_VAE)
 
 
 def randomize_lora(unet, seed=0, scale=0.02):
-    """PEFT initialises lora_B to zero (LoRA = identity); tests need a LoRA that changes the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in unet.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    randomize_lora_(unet, scale=scale, seed=seed)
 
 
 @pytest.fixture
 def tiny_pipe():
     from osdface import OSDFacePipeline
 
-    pipe = OSDFacePipeline.from_preset("nano", seed=0, **TINY)
+    pipe = OSDFacePipeline.from_preset("tiny", seed=0)
     randomize_lora(pipe.unet)
     return pipe
 

@@ -130,7 +130,7 @@ def test_model_card_metadata(tiny_pipe, tmp_path):
     assert meta["license"] == "apache-2.0" and "face-restoration" in meta["tags"]
     assert "arxiv:2411.17163" in meta["tags"] and "https://arxiv.org/abs/2411.17163" in text
     cfg = json.loads((tmp_path / CONFIG_NAME).read_text())
-    assert cfg["preset"] == "nano" and cfg["timestep"] == 399
+    assert cfg["preset"] == "tiny" and cfg["timestep"] == 399
 
 
 def test_push_to_hub_uploads_the_saved_folder(tiny_pipe, monkeypatch):

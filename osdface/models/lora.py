@@ -170,6 +170,16 @@ def has_lora(unet) -> bool:
     return bool(getattr(unet, "_hf_peft_config_loaded", False)) and bool(getattr(unet, "peft_config", None))
 
 
+def randomize_lora_(unet, scale: float = 0.02, seed: int = 0) -> None:
+    """Fill every LoRA weight with N(0, scale²) noise. PEFT starts lora_B at zero (the adapter is then a no-op);
+    tests and benchmarks need an adapter that really changes the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g).to(p.dtype) * scale)
+
+
 def fuse_lora(unet) -> None:
     """Merge W ← W + (alpha/r)·B·A into the base layers and remove the adapter layers (faster inference)."""
     if not has_lora(unet):
