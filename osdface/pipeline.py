@@ -122,16 +122,12 @@ class OSDFacePipeline:
         return self.unet.dtype
 
     def to(self, device=None, dtype=None) -> "OSDFacePipeline":
-        device = torch.device(device) if device is not None else None
-        dtype = _resolve_dtype(dtype)
-        for module in (self.vae, self.unet, self.vre):
-            kwargs = {}
-            if device is not None and module.device != device:
-                kwargs["device"] = device
-            if dtype is not None and module.dtype != dtype:
-                kwargs["dtype"] = dtype
-            if kwargs:
-                module.to(**kwargs)
+        """Move / cast every part, LoRA layers included (a no-op for tensors already there)."""
+        kwargs = {k: v for k, v in (("device", device), ("dtype", _resolve_dtype(dtype))) if v is not None}
+        if kwargs:
+            for module in (self.vae, self.unet, self.vre):
+                # plain nn.Module.to: diffusers' ModelMixin.to logs a warning about fp32 modules that these lack
+                torch.nn.Module.to(module, **kwargs)
         return self
 
     def fuse_lora(self) -> "OSDFacePipeline":
