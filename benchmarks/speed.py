@@ -195,20 +195,16 @@ def one_step_parts(model, x: torch.Tensor, device: torch.device) -> tuple[dict[s
 
 def multistep_unet_steps(model, scheduler, prompt, z_lq, total_steps: int, timed_steps: int, seed: int,
                          device: torch.device) -> list[float]:
-    """Seconds for each of the first `timed_steps` steps of a `total_steps` DDIM run (UNet + scheduler update).
-
-    This is the loop of OneStepGenerator.ddim_sample, cut short: ddim_sample always runs every step and times
-    nothing, so to time a few steps we walk the same loop here.
-    """
+    """Seconds for each of the first `timed_steps` steps of a `total_steps` DDIM run (UNet + scheduler update),
+    walking OneStepGenerator.ddim_steps, the loop that ddim_sample runs, and stopping after `timed_steps`."""
     gen = torch.Generator(device=device).manual_seed(seed)
     z = torch.randn(z_lq.shape, generator=gen, device=device, dtype=z_lq.dtype)
-    scheduler.set_timesteps(total_steps, device=device)
+    steps = model.ddim_steps(z, prompt, scheduler, total_steps)
     seconds = []
-    for t in scheduler.timesteps[:timed_steps]:
+    for _ in range(timed_steps):
         synchronize(device)
         start = time.perf_counter()
-        eps = model.unet(z, t, encoder_hidden_states=prompt.to(z.dtype)).sample
-        z = scheduler.step(eps, t, z).prev_sample
+        next(steps)
         synchronize(device)
         seconds.append(time.perf_counter() - start)
     return seconds

@@ -93,3 +93,13 @@ def test_ddim_baseline_runs_the_unet_num_steps_times(tiny_pipe):
                                         generator=torch.Generator().manual_seed(0))
     handle.remove()
     assert len(calls) == 7 and y.shape == (1, 3, 64, 64)
+
+
+def test_ddim_steps_leave_the_callers_scheduler_alone(tiny_pipe):
+    sched = tiny_pipe.scheduler
+    before = None if sched.num_inference_steps is None else list(sched.timesteps)
+    z, c = torch.randn(1, 4, 32, 32), torch.randn(1, 77, 64)
+    with torch.no_grad():
+        first_two = [s for s, _ in zip(tiny_pipe.model.ddim_steps(z, c, sched, 10), range(2))]
+    assert len(first_two) == 2 and first_two[0].shape == z.shape
+    assert (None if sched.num_inference_steps is None else list(sched.timesteps)) == before

@@ -73,6 +73,16 @@ class OneStepGenerator(nn.Module):
         z = self.encode(x, mode=latent_mode, generator=generator)
         return self.decode(self.restore_latent(z, prompt_embeds))
 
+    def ddim_steps(self, z: torch.Tensor, prompt_embeds: torch.Tensor, scheduler, num_steps: int = 50):
+        """Yield the latent after each step of a ``num_steps`` DDIM run from ``z`` (a copy of ``scheduler`` is used,
+        so the caller's stays untouched). Stop early to time a few steps, or loop through for the whole run."""
+        scheduler = type(scheduler).from_config(scheduler.config)
+        scheduler.set_timesteps(num_steps, device=z.device)
+        for t in scheduler.timesteps:
+            eps = self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample
+            z = scheduler.step(eps, t, z).prev_sample
+            yield z
+
     def ddim_sample(self, x: torch.Tensor, scheduler, num_steps: int = 50, prompt_embeds: torch.Tensor | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """The same UNet as a multi-step DDIM sampler from pure noise (the baseline OSDFace's one step replaces).
@@ -86,9 +96,6 @@ class OneStepGenerator(nn.Module):
         f = 2 ** (len(self.vae.config.block_out_channels) - 1)
         z = torch.randn((b, self.unet.config.in_channels, h // f, w // f), generator=generator,
                         device=x.device if generator is None else generator.device, dtype=self.dtype).to(x.device)
-        scheduler.set_timesteps(num_steps, device=x.device)
-        for t in scheduler.timesteps:
-            eps = self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample
-            z = scheduler.step(eps, t, z).prev_sample
+        for z in self.ddim_steps(z, prompt_embeds, scheduler, num_steps):
+            pass
         return self.decode(z)
-
