@@ -55,6 +55,7 @@ def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Pa
 
 
 def cmd_restore(args) -> int:
+    import torch
     from tqdm.auto import tqdm
 
     from . import image_io
@@ -103,6 +104,8 @@ def cmd_restore(args) -> int:
         _err(f"cannot create the output folder {out_dir}: {err.strerror or err}")
         return 2
 
+    # one generator for the whole run: with --latent-mode sample, results depend on the seed and the batch order
+    generator = torch.Generator(device=device).manual_seed(args.seed) if args.latent_mode == "sample" else None
     failed, done, run_s = [], 0, 0.0
     bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=args.quiet)
     for start in range(0, len(inputs), args.batch_size):
@@ -124,7 +127,8 @@ def cmd_restore(args) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            restored = pipe([img for _, img in images], output_type="pil", batch_size=len(images))
+            restored = pipe([img for _, img in images], output_type="pil", batch_size=len(images),
+                            latent_mode=args.latent_mode, generator=generator)
         run_s += time.perf_counter() - t0
         for w in caught:
             if "not square" not in str(w.message):  # already reported above, with the file name
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     r.add_argument("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=4)
     r.add_argument("--suffix", default="", help="added to every output name")
+    r.add_argument("--latent-mode", choices=["mode", "sample"], default=None,
+                   help="VAE latent: the posterior's mode (default, deterministic) or a sample as the release draws")
+    r.add_argument("--seed", type=int, default=114, help="seed for --latent-mode sample (the release uses 114)")
     r.add_argument("--no-fuse", action="store_true", help="keep the LoRA unfused (slower; for debugging)")
     r.add_argument("--local-files-only", action="store_true", default=None,
                    help="never contact the Hub (also: HF_HUB_OFFLINE=1)")

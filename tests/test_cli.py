@@ -459,3 +459,13 @@ def test_subprocess_default_bundled_model(tmp_path):
     assert "restored 1 of 1 image(s)" in proc.stdout
     _assert_restored_png(tmp_path / "out" / "restored_faces" / "face.png", size=512)
     assert cli.BUNDLED_NANO.name in proc.stderr  # the model line names the bundled model
+
+
+def test_latent_sample_mode_is_seeded(model_dir, tmp_path):
+    face = _rgb(tmp_path / "face.png")
+    outs = []
+    for i, seed in enumerate(["114", "114", "115"]):
+        assert main(_restore(face, tmp_path / f"o{i}", model_dir, "-q", "--latent-mode", "sample",
+                             "--seed", seed)) == 0
+        outs.append((tmp_path / f"o{i}" / "restored_faces" / "face.png").read_bytes())
+    assert outs[0] == outs[1] and outs[0] != outs[2]
