@@ -71,7 +71,7 @@ def make_model_card(config: OSDFaceConfig, *, unet_stored: str, base_stored: boo
         title=(config.extra or {}).get("title", f"OSDFace ({config.preset})"),
         arxiv=PAPER_ARXIV,
         preset=config.preset,
-        base_line=(f"full copies in `vae/` and `unet/`" if base_stored or config.base_model is None
+        base_line=("full copies in `vae/` and `unet/`" if base_stored or config.base_model is None
                    else f"loaded from `{config.base_model}` (Hub id or folder, changeable with `base_model=`)"),
         unet_line="LoRA adapter in `unet_lora/` (PEFT naming)" if unet_stored == "lora" else "full weights in `unet/`",
         timestep=config.timestep, rank=config.lora_rank, alpha=config.lora_alpha,

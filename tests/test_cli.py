@@ -12,10 +12,8 @@ import io
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,8 @@ from PIL import Image
 from osdface import cli
 from osdface.cli import BUNDLED_NANO, main, output_names
 from osdface.pipeline import OSDFacePipeline
+
+from .test_image_io import _png_header_only
 
 SIZE = 64  # process_size of the test model: every restored face is SIZE x SIZE
 
@@ -65,18 +65,6 @@ def _noise(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
 
 def _rgb(path: Path, h: int = 48, w: int = 48, seed: int = 0, **save_kw) -> Path:
     Image.fromarray(_noise(h, w, seed)).save(path, **save_kw)
-    return path
-
-
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG whose IHDR claims width x height but which holds almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
     return path
 
 
