@@ -145,13 +145,17 @@ class OSDFacePipeline:
 
         Like the release: scale to [-1, 1], then resize to process_size² bilinearly with align_corners=True.
         """
+        return self._model_input(image_io.to_float_batch(images))
+
+    def _model_input(self, items: list[torch.Tensor], first_index: int = 0) -> torch.Tensor:
+        """Validated (3, H, W) tensors in [0, 1] → the model's (N, 3, S, S) batch in [-1, 1]."""
         size = self.config.process_size
         batch = []
-        for i, img in enumerate(image_io.to_float_batch(images)):
+        for i, img in enumerate(items):
             x = img.to(self.device, torch.float32).unsqueeze(0) * 2 - 1
             if x.shape[-2:] != (size, size):
                 if x.shape[-1] != x.shape[-2]:
-                    warnings.warn(f"image {i} is {x.shape[-1]}x{x.shape[-2]}, not square: aligned mode expects "
+                    warnings.warn(f"image {first_index + i} is {x.shape[-1]}x{x.shape[-2]}, not square: aligned mode expects "
                                   f"FFHQ-aligned square crops; it is stretched to {size}x{size}.", stacklevel=3)
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
             batch.append(x)
@@ -182,7 +186,7 @@ class OSDFacePipeline:
             from tqdm.auto import tqdm
             starts = tqdm(starts, unit="batch")
         for start in starts:
-            x = self.preprocess(items[start:start + batch_size])
+            x = self._model_input(items[start:start + batch_size], first_index=start)
             y = self.model(x, generator=generator, latent_mode=latent_mode)
             outputs.append((y.float() * 0.5 + 0.5).clamp(0, 1).cpu())
         out = torch.cat(outputs)
