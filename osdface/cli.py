@@ -168,6 +168,7 @@ def cmd_convert(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .configs import DEFAULT_SD21_BASE
+    from .data.benchmark_set import add_degrade_parser
 
     parser = argparse.ArgumentParser(prog="osdface", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"osdface {__version__}")
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     c.add_argument("--local-files-only", action="store_true", default=None)
     c.set_defaults(func=cmd_convert)
+    add_degrade_parser(sub)
     return parser
 
 
