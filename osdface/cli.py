@@ -62,10 +62,6 @@ def cmd_restore(args) -> int:
     from .hub import MissingWeightsError
     from .pipeline import OSDFacePipeline
 
-    if not args.has_aligned:
-        _err("whole-photo mode (face detection, alignment and paste-back) is not in this version yet; "
-             "pass --has_aligned for FFHQ-aligned face crops")
-        return 2
     try:
         device = _pick_device(args.device)
         if args.dtype == "fp16" and device.type == "cpu":
@@ -97,6 +93,10 @@ def cmd_restore(args) -> int:
         return 2
     print(f"model {model} ({pipe.config.preset}) on {device} {args.dtype}, loaded in {load_s:.1f} s",
           file=sys.stderr)
+    if not args.has_aligned:  # whole photos: detect, align, restore, paste back
+        from .faces.cli_photo import run_photo_mode
+
+        return run_photo_mode(args, pipe, inputs, Path(args.output))
     size = pipe.config.process_size
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .configs import DEFAULT_SD21_BASE
     from .data.benchmark_set import add_degrade_parser
+    from .faces.cli_photo import add_photo_arguments
 
     parser = argparse.ArgumentParser(prog="osdface", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"osdface {__version__}")
@@ -176,13 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("restore", help="restore face images")
     r.add_argument("-i", "--input", required=True, help="an image file or a folder of images")
-    r.add_argument("-o", "--output", required=True, help="output folder (results go to OUTPUT/restored_faces/)")
+    r.add_argument("-o", "--output", required=True,
+                   help="output folder (OUTPUT/restored_faces/; whole photos also cropped_faces/, final_results/, cmp/)")
     r.add_argument("--model", default=None,
                    help=f"model folder or Hub id (default: the bundled nano model, {BUNDLED_NANO.name})")
     r.add_argument("--base-model", "--base_model", dest="base_model", default=None,
                    help="override the model's SD 2.1-base (Hub id or local folder with vae/ unet/ scheduler/)")
     r.add_argument("--has_aligned", "--has-aligned", dest="has_aligned", action="store_true",
-                   help="inputs are FFHQ-aligned face crops (restored at 512x512)")
+                   help="inputs are FFHQ-aligned face crops (restored at 512x512); without it: whole photos")
     r.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu")
     r.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     r.add_argument("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=4)
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--local-files-only", action="store_true", default=None,
                    help="never contact the Hub (also: HF_HUB_OFFLINE=1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_photo_arguments(r)
     r.set_defaults(func=cmd_restore)
 
     c = sub.add_parser("convert", help="convert the authors' released weights into a model folder")

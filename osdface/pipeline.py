@@ -196,6 +196,19 @@ class OSDFacePipeline:
             return out.permute(0, 2, 3, 1).numpy()
         return [image_io.tensor_to_pil(t) for t in out]
 
+    def restore_photo(self, image, **kwargs):
+        """A whole photo: detect faces, align each to the FFHQ template, restore all crops in one batch, paste them
+        back with feathered masks. Returns a ``PhotoResult`` (final image + per-face crops, boxes, landmarks);
+        options in :func:`osdface.faces.photo.restore_photo` (detector, upscale, only_center_face, color_fix, …)."""
+        from .faces.detection import get_detector
+        from .faces.photo import restore_photo
+
+        if kwargs.get("detector") is None:  # build the default detector once, not per photo
+            if getattr(self, "_detector", None) is None:
+                self._detector = get_detector("auto")
+            kwargs["detector"] = self._detector
+        return restore_photo(self, image, **kwargs)
+
     # ------------------------------------------------------------------------------------------------ saving
     def save_pretrained(self, save_directory: str | os.PathLike, *, include_base: bool = False,
                         repo_id: str | None = None, license_name: str | None = None,

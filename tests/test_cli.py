@@ -331,13 +331,14 @@ def test_fp16_on_cpu(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_has_aligned(tmp_path, capsys):
-    face = _rgb(tmp_path / "face.png")
-    rc = main(["restore", "-i", str(face), "-o", str(tmp_path / "out")])
+def test_without_has_aligned_runs_whole_photo_mode(model_dir, tmp_path, capsys):
+    photo = _rgb(tmp_path / "noise.png", 96, 128)  # no face in it
+    rc = main(["restore", "-i", str(photo), "-o", str(tmp_path / "out"), "--model", str(model_dir), "-q"])
     captured = capsys.readouterr()
-    assert rc == 2
-    _assert_one_error(captured.err, "whole-photo", "--has_aligned")
-    assert not (tmp_path / "out").exists()
+    assert rc == 0 and "Traceback" not in captured.err
+    assert "no face detected" in captured.err + captured.out
+    final = tmp_path / "out" / "final_results" / "noise.png"
+    assert final.is_file() and Image.open(final).size == (128, 96)
 
 
 def test_model_folder_missing(tmp_path, capsys):

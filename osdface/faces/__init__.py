@@ -1,0 +1,27 @@
+"""Whole-photo face restoration: detection, FFHQ alignment, paste-back, colour correction.
+
+    from osdface.faces import restore_photo, get_detector
+    result = restore_photo(pipe, photo, upscale=2, color_fix="adain")
+
+Names are imported lazily (OpenCV / dlib load only when used), so ``osdface.faces.cli_photo`` is cheap to import.
+"""
+
+import importlib
+
+_NAMES = {
+    "FFHQ_TEMPLATE_512": "alignment", "template": "alignment", "similarity_transform": "alignment",
+    "align_face": "alignment", "invert_affine": "alignment",
+    "COLOR_FIX_METHODS": "color", "color_fix": "color",
+    "Face": "detection", "FaceDetector": "detection", "DlibDetector": "detection", "RetinaFaceDetector": "detection",
+    "DetectorUnavailableError": "detection", "get_detector": "detection",
+    "feather_mask": "paste", "paste_face": "paste",
+    "PhotoResult": "photo", "restore_photo": "photo",
+    "add_photo_arguments": "cli_photo", "run_photo_mode": "cli_photo",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
