@@ -54,8 +54,29 @@ def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Pa
     return names
 
 
-def cmd_restore(args) -> int:
+def latent_generator(args, device):
+    """One generator for the whole run with ``--latent-mode sample`` (results depend on the seed and batch order)."""
     import torch
+
+    if getattr(args, "latent_mode", None) != "sample":
+        return None
+    return torch.Generator(device=device).manual_seed(getattr(args, "seed", 114))
+
+
+def load_or_report(path: Path, bar, failed: list):
+    """The image at ``path`` (RGB), or None after one ``error: <file>: <reason>`` line and a tick of the bar."""
+    from . import image_io
+
+    try:
+        return image_io.load_image(path)
+    except image_io.ImageInputError as err:
+        failed.append(path)
+        bar.write(f"error: {err}", file=sys.stderr)
+        bar.update(1)
+        return None
+
+
+def cmd_restore(args) -> int:
     from tqdm.auto import tqdm
 
     from . import image_io
@@ -104,19 +125,14 @@ def cmd_restore(args) -> int:
         _err(f"cannot create the output folder {out_dir}: {err.strerror or err}")
         return 2
 
-    # one generator for the whole run: with --latent-mode sample, results depend on the seed and the batch order
-    generator = torch.Generator(device=device).manual_seed(args.seed) if args.latent_mode == "sample" else None
+    generator = latent_generator(args, device)
     failed, done, run_s = [], 0, 0.0
     bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=args.quiet)
     for start in range(0, len(inputs), args.batch_size):
         chunk, images = inputs[start:start + args.batch_size], []
         for path in chunk:
-            try:
-                img = image_io.load_image(path)
-            except image_io.ImageInputError as err:
-                failed.append(path)
-                bar.write(f"error: {err}", file=sys.stderr)
-                bar.update(1)
+            img = load_or_report(path, bar, failed)
+            if img is None:
                 continue
             if img.width != img.height:
                 bar.write(f"warning: {path}: {img.width}x{img.height} is not square; aligned mode expects "

@@ -74,10 +74,10 @@ def _side_by_side(left, right):
 def run_photo_mode(args, pipe, inputs: list[Path], out_root: Path) -> int:
     """Restore whole photos; write the four folders under ``out_root``. Returns 0, or 1 when any input failed,
     or 2 when the face detector cannot be built."""
-    import torch
     from tqdm.auto import tqdm
 
     from .. import image_io
+    from ..cli import latent_generator, load_or_report
     from .detection import DetectorUnavailableError, describe_detector, get_detector
     from .photo import lanczos_upsample, restore_photo
 
@@ -95,20 +95,13 @@ def run_photo_mode(args, pipe, inputs: list[Path], out_root: Path) -> int:
     out_root = Path(out_root)
     input_keys = {_key(p) for p in inputs}
     paths = photo_output_paths(inputs, out_root, getattr(args, "suffix", "") or "")
-    generator = None
-    if getattr(args, "latent_mode", None) == "sample":
-        generator = torch.Generator(device=pipe.device).manual_seed(getattr(args, "seed", 114))
-    pipe_kwargs = {"latent_mode": getattr(args, "latent_mode", None), "generator": generator}
+    pipe_kwargs = {"latent_mode": getattr(args, "latent_mode", None), "generator": latent_generator(args, pipe.device)}
 
     failed, n_faces, done, run_s = [], 0, 0, 0.0
     bar = tqdm(total=len(inputs), unit="photo", file=sys.stderr, disable=quiet)
     for path in inputs:
-        try:
-            img = image_io.load_image(path)
-        except image_io.ImageInputError as err:
-            failed.append(path)
-            bar.write(f"error: {err}", file=sys.stderr)
-            bar.update(1)
+        img = load_or_report(path, bar, failed)
+        if img is None:
             continue
         try:
             t0 = time.perf_counter()
