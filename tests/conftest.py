@@ -21,16 +21,12 @@ from osdface.models.lora import randomize_lora_  # noqa: E402
 TINY = dict(vre=TINY_VRE, unet=TINY_UNET, vae=TINY_VAE)
 
 
-def randomize_lora(unet, seed=0, scale=0.02):
-    randomize_lora_(unet, scale=scale, seed=seed)
-
-
 @pytest.fixture
 def tiny_pipe():
     from osdface import OSDFacePipeline
 
     pipe = OSDFacePipeline.from_preset("tiny", seed=0)
-    randomize_lora(pipe.unet)
+    randomize_lora_(pipe.unet)
     return pipe
 
 

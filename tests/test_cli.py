@@ -312,22 +312,17 @@ def _assert_one_error(err: str, *needles: str) -> str:
     return errors[0]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_gpu(tmp_path, capsys):
+@pytest.mark.parametrize("option, needles", [
+    pytest.param(["--device", "cuda"], ("--device cuda", "cpu"),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+    (["--dtype", "fp16"], ("fp16", "bf16")),
+], ids=["cuda_without_gpu", "fp16_on_cpu"])
+def test_unusable_device_options(tmp_path, capsys, option, needles):
     face = _rgb(tmp_path / "face.png")
-    rc = main(["restore", "-i", str(face), "-o", str(tmp_path / "out"), "--has_aligned", "--device", "cuda"])
+    rc = main(["restore", "-i", str(face), "-o", str(tmp_path / "out"), "--has_aligned", *option])
     captured = capsys.readouterr()
     assert rc == 2
-    _assert_one_error(captured.err, "--device cuda", "cpu")
-    assert not (tmp_path / "out").exists()
-
-
-def test_fp16_on_cpu(tmp_path, capsys):
-    face = _rgb(tmp_path / "face.png")
-    rc = main(["restore", "-i", str(face), "-o", str(tmp_path / "out"), "--has_aligned", "--dtype", "fp16"])
-    captured = capsys.readouterr()
-    assert rc == 2
-    _assert_one_error(captured.err, "fp16", "bf16")
+    _assert_one_error(captured.err, *needles)
     assert not (tmp_path / "out").exists()
 
 

@@ -16,7 +16,9 @@ from osdface.convert import ConversionError, convert_official, load_pickle_safel
 from osdface.models import VisualRepresentationEmbedder
 from osdface.models import lora as L
 
-from .conftest import TINY, randomize_lora
+from osdface.models.lora import randomize_lora_
+
+from .conftest import TINY
 from .test_codebook import reference_rule
 
 BASE_UNET = {**TINY["unet"], "cross_attention_dim": 1024}  # the released projector outputs 1024-d tokens
@@ -50,7 +52,7 @@ def release(tmp_path_factory):
     lora_unet.load_state_dict(base_unet.state_dict())
     L.add_lora(lora_unet, LoraConfig(r=16, lora_alpha=16, target_modules=["to_q", "to_k", "to_v", "to_out.0",
                                                                           "conv1", "conv2"]))
-    randomize_lora(lora_unet, scale=0.02)
+    randomize_lora_(lora_unet, scale=0.02)
     peft_weights = L.lora_state_dict(lora_unet)
     save_file({f"unet.{k}": v.contiguous() for k, v in peft_weights.items()},
               root / "pytorch_lora_weights.safetensors")

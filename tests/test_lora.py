@@ -7,7 +7,9 @@ from peft import LoraConfig
 
 from osdface.models import lora as L
 
-from .conftest import TINY, randomize_lora
+from osdface.models.lora import randomize_lora_
+
+from .conftest import TINY
 
 
 def tiny_unet():
@@ -29,7 +31,7 @@ def run(unet):
 def lora_unet(targets=("to_q", "to_v", "conv1", "proj_in"), r=4, alpha=8.0):
     unet = tiny_unet()
     L.add_lora(unet, LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets)))
-    randomize_lora(unet)
+    randomize_lora_(unet)
     return unet
 
 
@@ -130,7 +132,7 @@ def test_mixed_ranks_default_to_scale_one_like_the_release_loaders():
     src = tiny_unet()
     L.add_lora(src, LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"],
                                rank_pattern={"to_k": 2}, alpha_pattern={"to_k": 2}))
-    randomize_lora(src)
+    randomize_lora_(src)
     weights = L.lora_state_dict(src)
     cfg = L.lora_config_for(weights)
     assert cfg.r == 4 and cfg.lora_alpha == 4.0
