@@ -1,0 +1,33 @@
+"""Auto-graded exercises for the tutorial notebooks (``notebooks/``).
+
+Each ``check_<name>(fn)`` runs the student's function on seeded random cases, compares it with the library's own
+implementation, prints ``✓ …`` or the first failing case with a hint, and returns True / False (it never raises
+for a wrong answer or for an error inside the student's code).
+
+==========================  ========  ==========================================================
+checker                      notebook  the library function it grades against
+==========================  ========  ==========================================================
+check_gaussian_kernel        01        osdface.data.degradations.gaussian_kernel
+check_add_noise              01        osdface.data.degradations.apply_params (noise step only)
+check_squared_distances      02        osdface.models.codebook.squared_distances
+check_unique_codes           02        osdface.models.codebook.select_unique_codes
+check_alpha_bar              03        the SD 2.1 DDIM scheduler's alphas_cumprod
+check_x0_formula             03        osdface.models.one_step.x0_from_eps
+check_similarity_transform   07        osdface.faces.alignment.similarity_transform
+check_invert_affine          07        osdface.faces.alignment.invert_affine
+==========================  ========  ==========================================================
+"""
+
+from .alignment import check_invert_affine, check_similarity_transform
+from .degradations import check_add_noise, check_gaussian_kernel
+from .one_step import check_alpha_bar, check_x0_formula
+from .tutorial import show_row, tutorial_faces
+from .vre import check_squared_distances, check_unique_codes
+
+__all__ = [
+    "check_gaussian_kernel", "check_add_noise",
+    "check_squared_distances", "check_unique_codes",
+    "check_alpha_bar", "check_x0_formula",
+    "check_similarity_transform", "check_invert_affine",
+    "tutorial_faces", "show_row",
+]

@@ -1,0 +1,204 @@
+"""The classroom checkers (osdface.exercises): each passes the library's own function and an independent correct
+solution written here, and fails a wrong one (or a stub, or a crashing one) with a hint instead of an exception."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from osdface import exercises as ex
+from osdface.data.degradations import apply_params, gaussian_kernel
+from osdface.faces.alignment import invert_affine, similarity_transform
+from osdface.models.codebook import select_unique_codes, squared_distances
+from osdface.models.one_step import x0_from_eps
+
+
+# ---------------------------------------------------------------- independent solutions (as a student would write)
+def my_kernel(size, sx, sy, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    ax = np.arange(size) - size // 2
+    out = np.zeros((size, size))
+    # rotate each offset into the kernel's own axes: u along σx, v along σy
+    for i, y in enumerate(ax):
+        for j, x in enumerate(ax):
+            u, v = c * x + s * y, -s * x + c * y
+            out[i, j] = math.exp(-0.5 * (u * u / sx**2 + v * v / sy**2))
+    return (out / out.sum()).astype(np.float32)
+
+
+def my_noise(img, sigma, seed):
+    noise = np.random.default_rng(seed).standard_normal(img.shape, dtype=np.float32)
+    y = img.astype(np.float32) / np.float32(255) + noise * np.float32(sigma / 255)
+    return np.clip(np.rint(y * np.float32(255)), 0, 255).astype(np.uint8)
+
+
+def my_distances(z, codes):
+    return ((z[:, :, None, :] - codes[None, None]) ** 2).sum(-1)
+
+
+def my_unique_codes(dist, num_tokens):
+    b = dist.shape[0]
+    indices = torch.full((b, num_tokens), -1, dtype=torch.long)
+    for i in range(b):
+        d, nearest = dist[i].min(-1)
+        kept = []
+        for p in sorted(range(len(d)), key=lambda p: (float(d[p]), p)):
+            c = int(nearest[p])
+            if c not in kept:
+                kept.append(c)
+            if len(kept) == num_tokens:
+                break
+        indices[i, : len(kept)] = torch.tensor(kept, dtype=torch.long)
+    return indices, indices >= 0
+
+
+def my_alpha_bar(t):
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    return float(np.prod(1 - betas[: t + 1]))
+
+
+def my_x0(z_t, eps, a):
+    return (z_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
+
+
+def my_similarity(src, dst):
+    # complex-number least squares: dst ≈ w·src + b with w = s·e^{iθ}; a reflection can never come out of it
+    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
+    zs_c, zd_c = zs - zs.mean(), zd - zd.mean()
+    w = (np.conj(zs_c) @ zd_c) / (np.conj(zs_c) @ zs_c)
+    b = zd.mean() - w * zs.mean()
+    return np.array([[w.real, -w.imag, b.real], [w.imag, w.real, b.imag]])
+
+
+def my_invert(m):
+    a_inv = np.linalg.inv(m[:, :2])
+    return np.hstack([a_inv, (-a_inv @ m[:, 2])[:, None]])
+
+
+# ------------------------------------------------------------------------------------------------ wrong answers
+def wrong_kernel(size, sx, sy, angle):
+    return my_kernel(size, sy, sx, angle)  # σx and σy swapped: right for isotropic kernels only
+
+
+def wrong_noise(img, sigma, seed):
+    return my_noise(img, sigma, seed + 1)
+
+
+def wrong_distances(z, codes):
+    return torch.cdist(z, codes.expand(z.shape[0], *codes.shape))  # not squared
+
+
+def wrong_unique_codes(dist, num_tokens):  # keeps the codes in position order instead of by distance
+    b = dist.shape[0]
+    indices = torch.full((b, num_tokens), -1, dtype=torch.long)
+    for i in range(b):
+        kept = list(dict.fromkeys(dist[i].argmin(-1).tolist()))[:num_tokens]
+        indices[i, : len(kept)] = torch.tensor(kept)
+    return indices, indices >= 0
+
+
+def wrong_alpha_bar(t):
+    return my_alpha_bar(t - 1) if t > 0 else 0.0  # off by one
+
+
+def wrong_x0(z_t, eps, a):
+    return (z_t - (1 - a) * eps) / a  # forgot the square roots
+
+
+def wrong_similarity(src, dst):
+    m, *_ = np.linalg.lstsq(np.hstack([src, np.ones((len(src), 1))]), dst, rcond=None)
+    return m.T  # a general affine (shear allowed), not a similarity
+
+
+def wrong_invert(m):
+    return np.hstack([m[:, :2].T, -m[:, 2:]])  # transpose ≠ inverse unless the affine is a rotation
+
+
+CHECKERS = {
+    "gaussian_kernel": (ex.check_gaussian_kernel, gaussian_kernel, my_kernel, wrong_kernel),
+    "add_noise": (ex.check_add_noise, lambda img, s, seed: apply_params(
+        img, dict(kernel_radius=0, kernel_size=1, sigma_x=0.1, sigma_y=0.1, angle=0.0, scale=1.0, noise_sigma=s, noise_seed=seed,
+                  jpeg_quality=None)), my_noise, wrong_noise),
+    "squared_distances": (ex.check_squared_distances, squared_distances, my_distances, wrong_distances),
+    "unique_codes": (ex.check_unique_codes, select_unique_codes, my_unique_codes, wrong_unique_codes),
+    "alpha_bar": (ex.check_alpha_bar, None, my_alpha_bar, wrong_alpha_bar),
+    "x0_formula": (ex.check_x0_formula, x0_from_eps, my_x0, wrong_x0),
+    "similarity_transform": (ex.check_similarity_transform, similarity_transform, my_similarity, wrong_similarity),
+    "invert_affine": (ex.check_invert_affine, invert_affine, my_invert, wrong_invert),
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_checker_passes_library_and_independent_solution(name, capsys):
+    check, library_fn, mine, _ = CHECKERS[name]
+    if library_fn is not None:
+        assert check(library_fn) is True
+    assert check(mine) is True
+    out = capsys.readouterr().out
+    assert f"✓ {name}" in out and "✗" not in out
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_checker_fails_wrong_answer_with_hint(name, capsys):
+    check, _, _, wrong = CHECKERS[name]
+    assert check(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}: case ") and "Hint: " in out
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_checker_reports_stub_and_crash_without_raising(name, capsys):
+    check = CHECKERS[name][0]
+
+    def stub(*args):
+        raise NotImplementedError
+
+    def crash(*args):
+        return args[0].no_such_attribute
+
+    assert check(stub) is False
+    assert "not written yet" in capsys.readouterr().out
+    assert check(crash) is False
+    out = capsys.readouterr().out
+    assert "raised AttributeError" in out and "Hint: " in out
+    assert check(lambda *a: None) is False
+    assert "returned None" in capsys.readouterr().out
+    assert check("not a function") is False
+
+
+def test_quiet_prints_nothing(capsys):
+    assert ex.check_x0_formula(my_x0, quiet=True) is True
+    assert ex.check_x0_formula(wrong_x0, quiet=True) is False
+    assert capsys.readouterr().out == ""
+
+
+def test_cases_are_seeded_and_cover_the_hard_parts():
+    from osdface.exercises import alignment, vre
+
+    a, b = vre.code_cases(), vre.code_cases()
+    assert all(torch.equal(x.args[0], y.args[0]) for x, y in zip(a, b))
+    # the cases include zero-padded prompts and exact distance ties, where a careless rule goes wrong
+    assert any((~c.expected[1]).any() for c in a)
+    d = a[1].args[0]
+    assert torch.equal(d[:, 1], d[:, 0])
+    # the mirrored similarity case: the library's answer is a proper rotation (det > 0)
+    m = alignment.similarity_cases()[-1].expected
+    assert np.linalg.det(m[:, :2]) > 0
+
+
+def test_tutorial_faces_fallback_and_folder(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.delenv("OSDFACE_FACES", raising=False)
+    faces = ex.tutorial_faces(2, size=64)
+    assert len(faces) == 2 and faces[0].size == (64, 64) and faces[0].mode == "RGB"
+    for i in range(3):
+        Image.new("L", (40, 30), 80 * i).save(tmp_path / f"f{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    got = ex.tutorial_faces(5, size=32, folder=tmp_path)
+    assert len(got) == 3 and got[2].getpixel((0, 0)) == (160, 160, 160)
+    monkeypatch.setenv("OSDFACE_FACES", str(tmp_path))
+    assert len(ex.tutorial_faces(2, size=32)) == 2
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ex.tutorial_faces(1, folder=tmp_path / "missing")
