@@ -202,3 +202,10 @@ def test_tutorial_faces_fallback_and_folder(tmp_path, monkeypatch):
     assert len(ex.tutorial_faces(2, size=32)) == 2
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ex.tutorial_faces(1, folder=tmp_path / "missing")
+
+
+def test_strict_mode_raises_for_ci(monkeypatch):
+    monkeypatch.setenv("OSDFACE_EXERCISES_STRICT", "1")
+    assert ex.check_x0_formula(my_x0, quiet=True) is True
+    with pytest.raises(AssertionError, match="x0_formula: case 1"):
+        ex.check_x0_formula(wrong_x0, quiet=True)

@@ -2,11 +2,14 @@
 library's own implementation, print one friendly line (and a hint on failure), return True / False.
 
 A checker never raises for a wrong answer or for an exception inside the student's code: a classroom notebook keeps
-running, and the message says what went wrong on which case.
+running, and the message says what went wrong on which case. With ``OSDFACE_EXERCISES_STRICT=1`` in the environment
+a failure raises ``AssertionError`` with the same message instead: CI runs the solution notebooks that way, so a
+solution that stops matching the library fails the build.
 """
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -71,9 +74,13 @@ def compare(got, expected, *, rtol: float = 1e-5, atol: float = 1e-6, exact: boo
 def grade(name: str, fn: Callable, cases: Iterable[Case], hint: str, *, quiet: bool = False,
           **compare_kwargs) -> bool:
     """Run ``fn`` on every case; print ``✓ name: N cases pass`` or the first failure with ``hint``."""
+    strict = os.environ.get("OSDFACE_EXERCISES_STRICT", "") == "1"
+
     def say(msg: str) -> None:
         if not quiet:
             print(msg, flush=True)
+        if strict and msg.startswith("✗"):
+            raise AssertionError(msg)
 
     if not callable(fn):
         say(f"✗ {name}: pass your function itself (e.g. check_{name}(my_function)), not {type(fn).__name__}")
