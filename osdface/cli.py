@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .configs import DEFAULT_SD21_BASE
     from .data.benchmark_set import add_degrade_parser
     from .faces.cli_photo import add_photo_arguments
+    from .losses.convert_dists import add_convert_dists_parser
 
     parser = argparse.ArgumentParser(prog="osdface", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"osdface {__version__}")
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--local-files-only", action="store_true", default=None)
     c.set_defaults(func=cmd_convert)
     add_degrade_parser(sub)
+    add_convert_dists_parser(sub)
     return parser
 
 
