@@ -70,6 +70,32 @@ def test_latent_discriminator_shapes_and_shared_noise():
     assert not torch.allclose(disc(z, -c, timesteps=out.timesteps, noise=out.noise).logits, out.logits, atol=1e-5)
 
 
+def test_compare_is_two_calls_with_shared_noise():
+    disc = tiny_disc()
+    z, c = latents_and_prompt()
+    fake = 0.5 * torch.randn_like(z)
+    with torch.no_grad():
+        real_out, fake_out = disc.compare(z, fake, c, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(real_out.timesteps, fake_out.timesteps) and torch.equal(real_out.noise, fake_out.noise)
+        r = disc(z, c, timesteps=real_out.timesteps, noise=real_out.noise)
+        f = disc(fake, c, timesteps=real_out.timesteps, noise=real_out.noise)
+    assert torch.allclose(real_out.logits, r.logits, atol=1e-5) and torch.allclose(fake_out.logits, f.logits, atol=1e-5)
+    assert real_out.logits_map.shape == (2, 4, 4)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    disc = tiny_disc().train()
+    z, c = latents_and_prompt()
+    t, n = torch.tensor([3, 400]), torch.randn_like(z)
+    disc(z, c, timesteps=t, noise=n).logits.sum().backward()
+    plain = [p.grad.clone() for p in disc.parameters()]
+    disc.zero_grad()
+    disc.enable_gradient_checkpointing()
+    assert all(b.gradient_checkpointing for b in disc.down_blocks)
+    disc(z, c, timesteps=t, noise=n).logits.sum().backward()
+    assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(disc.parameters(), plain))
+
+
 def test_add_noise_is_the_ddpm_forward_process():
     disc = tiny_disc()
     betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2  # SD's scaled-linear schedule

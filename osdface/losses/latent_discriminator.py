@@ -22,6 +22,7 @@ the ``timesteps`` and ``noise`` it drew and accepts them back::
     real = disc(z_hq, prompt)                                        # draws t and n
     fake = disc(z_fake.detach(), prompt, timesteps=real.timesteps, noise=real.noise)
     loss_d = discriminator_loss(real.logits, fake.logits)
+    real, fake = disc.compare(z_hq, z_fake.detach(), prompt)         # the same, in one pass of 2B latents
 
 Backbone initialisation: :meth:`LatentDiscriminator.from_unet` copies the encoder weights of a (base) UNet, as DMD2
 initialises its discriminator from the teacher. LoRA layers on the source are skipped: the copy holds the base
@@ -95,6 +96,7 @@ class LatentDiscriminator(ModelMixin, ConfigMixin):
     """
 
     ignore_for_config = ["alphas_cumprod"]
+    _supports_gradient_checkpointing = True  # enable_gradient_checkpointing() reaches the UNet's blocks
 
     @register_to_config
     def __init__(self, unet_config: dict, head_channels: int | None = None, t_min: int = 0, t_max: int | None = None,
@@ -259,3 +261,22 @@ class LatentDiscriminator(ModelMixin, ConfigMixin):
         if not return_dict:
             return logits, logits_map, t, noise
         return LatentDiscriminatorOutput(logits=logits, logits_map=logits_map, timesteps=t, noise=noise)
+
+    def compare(self, real_latents: torch.Tensor, fake_latents: torch.Tensor, prompt_embeds: torch.Tensor,
+                generator: torch.Generator | None = None
+                ) -> tuple[LatentDiscriminatorOutput, LatentDiscriminatorOutput]:
+        """Judge a real and a fake batch under the same timesteps and noise, in one forward pass of 2B latents
+        (the discriminator step: pass ``fake_latents.detach()``). Both batches are read with the same prompts."""
+        if not torch.is_tensor(real_latents) or not torch.is_tensor(fake_latents) or \
+                real_latents.shape != fake_latents.shape:
+            raise ValueError("real and fake latents must be tensors of the same shape")
+        b = real_latents.shape[0]
+        self._check_inputs(real_latents, prompt_embeds, None, None)
+        t = self.sample_timesteps(b, generator, real_latents.device)
+        noise = randn_tensor(real_latents.shape, generator=generator, device=real_latents.device,
+                             dtype=real_latents.dtype)
+        out = self(torch.cat([real_latents, fake_latents.to(real_latents.dtype)]), prompt_embeds.repeat(2, 1, 1),
+                   timesteps=t.repeat(2), noise=noise.repeat(2, 1, 1, 1))
+        halves = [LatentDiscriminatorOutput(logits=out.logits[s], logits_map=out.logits_map[s], timesteps=t,
+                                            noise=noise) for s in (slice(0, b), slice(b, 2 * b))]
+        return halves[0], halves[1]
