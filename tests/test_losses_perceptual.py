@@ -186,6 +186,10 @@ def test_convert_dists_round_trip_matches_reference_formula(fake_dists_sources, 
         ref = _reference_dists(vgg_features, alpha_beta["alpha"], alpha_beta["beta"], x, y)
     torch.testing.assert_close(ours[0:1], ref, rtol=1e-4, atol=1e-6)
     assert ours[0] > 0 and abs(ours[1]) <= 1e-6
+    half = load_dists(out, dtype=torch.bfloat16)  # bf16 network, float32 statistics
+    assert half.features[0].weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        torch.testing.assert_close(half(x, y), ref, rtol=0.1, atol=1e-3)
     # a second conversion into the same (now non-empty) folder needs --overwrite
     assert main(["convert-dists", "--vgg", str(src / "vgg16-397923af.pth"), "--dists", str(src / "weights.pt"),
                  "--out", str(out)]) == 2
@@ -211,7 +215,8 @@ def test_missing_dists_weights_give_one_clear_line(tmp_path, monkeypatch, capsys
     from osdface.cli import main
 
     monkeypatch.delenv("OSDFACE_DISTS", raising=False)
-    for call in (lambda: load_dists(), lambda: load_dists(tmp_path)):
+    for call in (lambda: load_dists(), lambda: load_dists(tmp_path), lambda: load_dists(tmp_path / "absent"),
+                 lambda: load_dists("someone/dists-vgg16")):  # HF_HUB_OFFLINE=1: fails at once
         with pytest.raises(MissingWeightsError) as err:
             call()
         text = str(err.value)

@@ -154,21 +154,35 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def load_dists(path: str | os.PathLike | None = None, *, device=None, dtype=None) -> DISTS:
-    """The published DISTS from an osdface DISTS folder (``osdface convert-dists``), frozen and in eval mode.
+    """The published DISTS from an osdface DISTS folder (``osdface convert-dists``) or a Hub repo holding one,
+    frozen and in eval mode.
 
     ``path`` defaults to ``$OSDFACE_DISTS``. Missing weights → :class:`osdface.hub.MissingWeightsError`, one line
     naming the two source files and where to get them."""
     from ..hub import MissingWeightsError
 
+    from ..hub import _looks_like_path, _reason, offline
+
     name = path if path is not None else os.environ.get("OSDFACE_DISTS")
     if not name:
         raise MissingWeightsError(f"No DISTS weights given (path or $OSDFACE_DISTS): {DISTS_HINT}.")
     folder = Path(name).expanduser()
-    if not (folder / "config.json").is_file() or not any(folder.glob("diffusion_pytorch_model*.safetensors")):
-        raise MissingWeightsError(f"{folder} is not a DISTS weights folder (config.json + safetensors): {DISTS_HINT}.")
-    model = DISTS.from_pretrained(folder)
+    kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    if folder.is_dir():
+        if not (folder / "config.json").is_file() or not any(folder.glob("diffusion_pytorch_model*.safetensors")):
+            raise MissingWeightsError(f"{folder} is not a DISTS weights folder (config.json + safetensors): "
+                                      f"{DISTS_HINT}.")
+        model = DISTS.from_pretrained(folder, **kwargs)
+    elif _looks_like_path(str(name)):
+        raise MissingWeightsError(f"{name}: no such DISTS weights folder; {DISTS_HINT}.")
+    else:  # a Hub repo holding such a folder
+        try:
+            model = DISTS.from_pretrained(str(name), local_files_only=offline(None), **kwargs)
+        except (OSError, ValueError) as err:
+            raise MissingWeightsError(f"Could not get DISTS weights '{name}' from the Hugging Face Hub "
+                                      f"({_reason(err)}); {DISTS_HINT}.") from None
     if tuple(model.config.widths) != VGG16_WIDTHS:
-        raise MissingWeightsError(f"{folder} holds a small DISTS stand-in (widths {tuple(model.config.widths)}), "
+        raise MissingWeightsError(f"{name} holds a small DISTS stand-in (widths {tuple(model.config.widths)}), "
                                   f"not the published VGG16 DISTS: {DISTS_HINT}.")
     model.requires_grad_(False).eval()
-    return model.to(device=device, dtype=dtype)
+    return model.to(device) if device is not None else model

@@ -172,4 +172,4 @@ def load_identity_network(path_or_dir: str | os.PathLike | None = None, *, devic
         raise MissingWeightsError(f"{path} is not an ArcFace IR-SE-50 state dict ({details}); {_HINT}.")
     model.load_state_dict(state, strict=False)
     model.requires_grad_(False).eval()
-    return model.to(device=device, dtype=dtype)
+    return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
