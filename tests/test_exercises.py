@@ -10,6 +10,8 @@ import torch
 from osdface import exercises as ex
 from osdface.data.degradations import apply_params, gaussian_kernel
 from osdface.faces.alignment import invert_affine, similarity_transform
+from osdface.losses.gan import discriminator_loss
+from osdface.losses.sobel import sobel_magnitude
 from osdface.models.codebook import select_unique_codes, squared_distances
 from osdface.models.one_step import x0_from_eps
 
@@ -62,6 +64,21 @@ def my_x0(z_t, eps, a):
     return (z_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
 
 
+def my_sobel(img):
+    gray = 0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]  # (B, H, W)
+    p = torch.cat([gray[:, :1], gray, gray[:, -1:]], 1)
+    p = torch.cat([p[:, :, :1], p, p[:, :, -1:]], 2)  # replicate padding by hand
+    h, w = gray.shape[-2:]
+    s = lambda dy, dx: p[:, 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]  # noqa: E731 - neighbour at (dy, dx)
+    gx = (s(-1, 1) + 2 * s(0, 1) + s(1, 1)) - (s(-1, -1) + 2 * s(0, -1) + s(1, -1))
+    gy = (s(1, -1) + 2 * s(1, 0) + s(1, 1)) - (s(-1, -1) + 2 * s(-1, 0) + s(-1, 1))
+    return torch.sqrt(gx**2 + gy**2 + 1e-6)[:, None].repeat(1, 3, 1, 1)
+
+
+def my_disc_loss(real, fake):
+    return torch.logaddexp(torch.zeros(()), -real).mean() + torch.logaddexp(torch.zeros(()), fake).mean()
+
+
 def my_similarity(src, dst):
     # complex-number least squares: dst ≈ w·src + b with w = s·e^{iθ}; a reflection can never come out of it
     zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
@@ -106,6 +123,15 @@ def wrong_x0(z_t, eps, a):
     return (z_t - (1 - a) * eps) / a  # forgot the square roots
 
 
+def wrong_sobel(img):
+    out = my_sobel(img.mean(1, keepdim=True).expand(-1, 3, -1, -1))  # plain channel mean instead of luma
+    return out
+
+
+def wrong_disc_loss(real, fake):
+    return torch.log1p(torch.exp(-real)).mean() + torch.log1p(torch.exp(fake)).mean()  # overflows for large logits
+
+
 def wrong_similarity(src, dst):
     m, *_ = np.linalg.lstsq(np.hstack([src, np.ones((len(src), 1))]), dst, rcond=None)
     return m.T  # a general affine (shear allowed), not a similarity
@@ -124,6 +150,8 @@ CHECKERS = {
     "unique_codes": (ex.check_unique_codes, select_unique_codes, my_unique_codes, wrong_unique_codes),
     "alpha_bar": (ex.check_alpha_bar, None, my_alpha_bar, wrong_alpha_bar),
     "x0_formula": (ex.check_x0_formula, x0_from_eps, my_x0, wrong_x0),
+    "sobel_magnitude": (ex.check_sobel_magnitude, sobel_magnitude, my_sobel, wrong_sobel),
+    "discriminator_loss": (ex.check_discriminator_loss, discriminator_loss, my_disc_loss, wrong_disc_loss),
     "similarity_transform": (ex.check_similarity_transform, similarity_transform, my_similarity, wrong_similarity),
     "invert_affine": (ex.check_invert_affine, invert_affine, my_invert, wrong_invert),
 }

@@ -13,6 +13,8 @@ check_squared_distances      02        osdface.models.codebook.squared_distances
 check_unique_codes           02        osdface.models.codebook.select_unique_codes
 check_alpha_bar              03        the SD 2.1 DDIM scheduler's alphas_cumprod
 check_x0_formula             03        osdface.models.one_step.x0_from_eps
+check_sobel_magnitude        04        osdface.losses.sobel.sobel_magnitude
+check_discriminator_loss     04        osdface.losses.gan.discriminator_loss (softplus)
 check_similarity_transform   07        osdface.faces.alignment.similarity_transform
 check_invert_affine          07        osdface.faces.alignment.invert_affine
 ==========================  ========  ==========================================================
@@ -20,6 +22,7 @@ check_invert_affine          07        osdface.faces.alignment.invert_affine
 
 from .alignment import check_invert_affine, check_similarity_transform
 from .degradations import check_add_noise, check_gaussian_kernel
+from .losses import check_discriminator_loss, check_sobel_magnitude
 from .one_step import check_alpha_bar, check_x0_formula
 from .tutorial import show_row, tutorial_faces
 from .vre import check_squared_distances, check_unique_codes
@@ -28,6 +31,7 @@ __all__ = [
     "check_gaussian_kernel", "check_add_noise",
     "check_squared_distances", "check_unique_codes",
     "check_alpha_bar", "check_x0_formula",
+    "check_sobel_magnitude", "check_discriminator_loss",
     "check_similarity_transform", "check_invert_affine",
     "tutorial_faces", "show_row",
 ]
