@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .configs import DEFAULT_SD21_BASE
     from .data.benchmark_set import add_degrade_parser
+    from .eval.cli import add_eval_parsers
     from .faces.cli_photo import add_photo_arguments
     from .losses.convert_dists import add_convert_dists_parser
 
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--local-files-only", action="store_true", default=None)
     c.set_defaults(func=cmd_convert)
     add_degrade_parser(sub)
+    add_eval_parsers(sub)
     add_convert_dists_parser(sub)
     return parser
 

@@ -1,0 +1,189 @@
+"""``osdface eval`` and ``osdface evaluate-model``.
+
+    osdface eval --pred out/restored_faces --gt bench/hq --weights-dir weights --out report.json [--compare-paper]
+    osdface eval --pred real_world_outputs --weights-dir weights               # no-reference metrics only
+    osdface eval --pred ffhq512 --save-fid-stats ffhq512.npz --weights-dir weights   # reference statistics
+    osdface evaluate-model --hq ../shared/data/faces --split val --limit 50 --out eval_nano
+
+The table (markdown) is printed and written with JSON and per-image CSV beside it. Exit status: 0 when every
+requested metric ran, 1 when some were unavailable (the others are still reported), 2 for unusable inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_eval_parsers", "cmd_eval", "cmd_evaluate_model"]
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch here; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple-silicon MPS is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def _finish(report, out, compare_paper, quiet=False) -> int:
+    from .report import paper_rows, to_markdown, write_report
+
+    if compare_paper is not None:
+        bench = None if compare_paper == "auto" else compare_paper
+        report.methods += paper_rows(bench, report.has_gt)
+    paths = {}
+    if out is not None:
+        paths = write_report(report, out)
+    print(to_markdown(report), end="")
+    if paths:
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 1 if report.unavailable else 0
+
+
+def _save_fid_stats(args, device) -> int:
+    from .fid import InceptionFeatures, feature_stats, save_stats
+    from .image_sets import iter_batches, list_set
+
+    pred = list_set(args.pred, "--pred")
+    net = InceptionFeatures.from_weights_dir(args.weights_dir, device=device)
+    feats = []
+    for _, p, _ in iter_batches(sorted(pred), pred, None, args.batch_size):
+        feats.append(net(p.to(device)).cpu().numpy())
+    import numpy as np
+
+    mu, sigma = feature_stats(np.concatenate(feats))
+    path = save_stats(args.save_fid_stats, mu, sigma)
+    print(f"wrote Inception statistics of {len(pred)} image(s) to {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import Evaluator, parse_metrics
+    from .image_sets import EvalInputError, list_set
+    from .weights import MetricUnavailable
+
+    try:
+        device = _device(args.device)
+        if args.batch_size < 1:
+            raise ValueError("--batch-size must be at least 1")
+        if args.save_fid_stats:
+            return _save_fid_stats(args, device)
+        metrics = parse_metrics(args.metrics, has_gt=args.gt is not None)
+        gt = list_set(args.gt, "--gt") if args.gt is not None else None
+        pred = list_set(args.pred, "--pred")
+    except MetricUnavailable as err:
+        _err(f"unavailable: {err}")
+        return 2
+    except (ValueError, EvalInputError) as err:
+        _err(str(err))
+        return 2
+    t0 = time.perf_counter()
+    try:
+        evaluator = Evaluator(metrics, weights_dir=args.weights_dir, device=device, lpips_net=args.lpips_net,
+                              fid_ref=args.fid_ref, batch_size=args.batch_size, log=_log)
+        report = evaluator.evaluate({args.name or Path(args.pred).name: pred}, gt)
+    except EvalInputError as err:
+        _err(str(err))
+        return 2
+    seconds = time.perf_counter() - t0
+    n = report.methods[0].n_images or 0
+    report.settings["seconds_per_100_images"] = round(seconds / max(n, 1) * 100, 1)
+    _log(f"evaluated {n} image(s) in {seconds:.1f} s ({seconds / max(n, 1) * 100:.1f} s per 100 images)")
+    return _finish(report, args.out, args.compare_paper)
+
+
+def cmd_evaluate_model(args) -> int:
+    from ..cli import BUNDLED_NANO
+    from ..hub import MissingWeightsError
+    from .evaluate_model import evaluate_model
+    from .image_sets import EvalInputError
+
+    try:
+        device = _device(args.device)
+        if args.dtype == "fp16" and device.type == "cpu":
+            raise ValueError("--dtype fp16 needs a GPU; on a CPU use --dtype bf16 (or fp32)")
+        if args.batch_size < 1:
+            raise ValueError("--batch-size must be at least 1")
+        report, paths = evaluate_model(args.model or str(BUNDLED_NANO), args.hq, args.out, split=args.split,
+                                       limit=args.limit, seed=args.seed, size=args.size, device=device,
+                                       dtype=args.dtype, batch_size=args.batch_size, metrics=args.metrics,
+                                       weights_dir=args.weights_dir, fid_ref=args.fid_ref,
+                                       lpips_net=args.lpips_net, grid=args.grid, workers=args.workers,
+                                       overwrite=args.overwrite, log=_log)
+    except MissingWeightsError as err:
+        _err(str(err))
+        return 2
+    except (ValueError, EvalInputError) as err:
+        _err(str(err))
+        return 2
+    from .report import paper_rows, to_markdown, write_report
+
+    if args.compare_paper is not None:
+        report.methods += paper_rows(None if args.compare_paper == "auto" else args.compare_paper, True)
+        paths.update(write_report(report, args.out))
+    print(to_markdown(report), end="")
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 1 if report.unavailable else 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from .report import PAPER_ROWS
+
+    p.add_argument("--metrics", nargs="+", default=None,
+                   help="metrics to compute (any case, comma- or space-separated; default: all that apply). "
+                        "Names: LPIPS DISTS MUSIQ NIQE Deg LMD FID(ref) FID(HQ) PSNR SSIM PSNR-RGB SSIM-RGB CLIPIQA "
+                        "MANIQA Deg-dlib; 'fid' = both FIDs")
+    p.add_argument("--weights-dir", default=None,
+                   help="folder of metric weights (see README 'Evaluation' for the file names and sources)")
+    p.add_argument("--fid-ref", default=None,
+                   help="reference Inception statistics for FID(ref) (.npz mu/sigma; the paper: FFHQ)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--compare-paper", nargs="?", const="auto", default=None, choices=["auto", *PAPER_ROWS],
+                   help="add the paper's rows (OSDFACE.md §5): CelebA-Test OSDFace + CodeFormer for sets with "
+                        "ground truth, the real-world OSDFace rows otherwise; or name the benchmark")
+    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="images per batch (default 8)")
+
+
+def add_eval_parsers(subparsers) -> None:
+    """Register ``osdface eval`` and ``osdface evaluate-model``."""
+    e = subparsers.add_parser("eval", help="evaluate restored faces (paper metrics; markdown + JSON + CSV)",
+                              description=__doc__.split("\n")[0])
+    e.add_argument("--pred", required=True, help="folder of restored images")
+    e.add_argument("--gt", default=None, help="folder of ground-truth images (same names); omit for real-world sets")
+    e.add_argument("--out", default=None,
+                   help="report folder, or a .json path (the .md and .csv go beside it with the same stem)")
+    e.add_argument("--name", default=None, help="the row's name in the table (default: the --pred folder's name)")
+    e.add_argument("--save-fid-stats", default=None, metavar="NPZ",
+                   help="instead of evaluating: write the Inception statistics (mu, sigma) of --pred to NPZ")
+    _common(e)
+    e.set_defaults(func=cmd_eval)
+
+    m = subparsers.add_parser("evaluate-model", help="degrade HQ faces, restore them with a model, evaluate",
+                              description="degrade (fixed seed), restore, evaluate; writes the report and a grid")
+    m.add_argument("--model", default=None, help="model folder or Hub id (default: the bundled nano model)")
+    m.add_argument("--hq", required=True, help="folder of HQ face crops, or a set built by `osdface degrade`")
+    m.add_argument("--out", required=True, help="output folder (new or empty unless --overwrite)")
+    m.add_argument("--split", choices=["all", "val", "train"], default="all",
+                   help="the training split's side (osdface.data.split_files defaults); default all")
+    m.add_argument("--limit", type=int, default=None, help="only the first N images (by name) of the split")
+    m.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
+    m.add_argument("--size", type=int, default=None, help="HQ size in pixels (default: the model's, 512)")
+    m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    m.add_argument("--grid", type=int, default=6, help="rows in grid.png (default 6; 0: no grid)")
+    m.add_argument("--workers", type=int, default=1, help="processes for the degradation (default 1)")
+    m.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    _common(m)
+    m.set_defaults(func=cmd_evaluate_model)
