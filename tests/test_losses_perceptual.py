@@ -87,7 +87,7 @@ def test_ea_dists_zero_for_identical_images_and_grows_with_noise():
 
 
 def test_ea_dists_is_the_sum_of_two_dists_terms_per_image_and_passes_gradients():
-    dists = DISTS.random(seed=3, **SMALL_DISTS).requires_grad_(False)
+    dists = DISTS.random(seed=3, **SMALL_DISTS)
     ea = EADISTS(dists)
     x = (structured_image(32, seed=0) * 2 - 1).repeat(2, 1, 1, 1)
     x[1] = x[1].flip(-1)
@@ -100,6 +100,7 @@ def test_ea_dists_is_the_sum_of_two_dists_terms_per_image_and_passes_gradients()
     assert d.shape == (2,) and d[0] != d[1]
     d.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in dists.parameters())  # a fixed metric
     with pytest.raises(ValueError, match="one shape"):
         ea(x, y[:, :, :16])
 

@@ -39,13 +39,24 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
 
 
+class Subsample(nn.Module):
+    """Every ``stride``-th pixel (the identity for stride 1): the same as a 1×1 max pool with that stride, cheaper."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+
+
 class IRSEUnit(nn.Module):
     """One improved-residual unit with squeeze-excitation (``shortcut_layer`` + ``res_layer``)."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, se_reduction: int):
         super().__init__()
-        if in_ch == out_ch:  # identity, subsampled when stride 2 (a 1×1 max pool is a strided pick)
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
+        if in_ch == out_ch:  # identity, subsampled when stride 2 (the reference code's 1×1 max pool)
+            self.shortcut_layer = Subsample(stride)
         else:
             self.shortcut_layer = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
         self.res_layer = nn.Sequential(

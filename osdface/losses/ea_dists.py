@@ -25,7 +25,9 @@ EDGE_SCALE = 0.25
 
 
 class EADISTS(nn.Module):
-    """``forward(x, y)``: (B, 3, H, W) images in [-1, 1] → (B,) EA-DISTS distances (0 for x == y)."""
+    """``forward(x, y)``: (B, 3, H, W) images in [-1, 1] → (B,) EA-DISTS distances (0 for x == y).
+
+    The DISTS network is frozen (``requires_grad_(False)``); gradients flow to the images."""
 
     def __init__(self, dists: DISTS, edge_scale: float = EDGE_SCALE):
         super().__init__()
@@ -33,7 +35,7 @@ class EADISTS(nn.Module):
             raise TypeError(f"EADISTS needs a DISTS module (osdface.losses.load_dists()), got {type(dists).__name__}")
         if not edge_scale > 0:
             raise ValueError(f"edge_scale must be positive, got {edge_scale}")
-        self.dists = dists
+        self.dists = dists.requires_grad_(False).eval()  # a fixed metric: gradients go to the images only
         self.edge_scale = float(edge_scale)
 
     def edge_map(self, x01: torch.Tensor) -> torch.Tensor:
