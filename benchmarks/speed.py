@@ -16,7 +16,8 @@ How the numbers are made:
 - Timers are ``time.perf_counter``; on CUDA/MPS the device is synchronised before each timer is read, because
   GPU work runs asynchronously and the Python call returns before the GPU is done.
 - Everything runs under ``torch.inference_mode()`` (no autograd bookkeeping) with the LoRA fused into the UNet
-  (``--no-fuse`` keeps the adapter layers, which costs extra small matmuls per layer).
+  (``--no-fuse`` keeps the adapter layers, which costs extra small matmuls per layer) and the library's default
+  layout for the device and dtype (channels-last for bf16 on a CPU; ``--channels-last on|off`` overrides).
 - A full multi-step run can take many minutes on a CPU (sd21 at 512: ~10 s per UNet step, times 50, times the
   repeats; nano at 512 also runs its UNet on a 128x128 latent). So on a CPU, when ``steps x (one UNet step)``
   would exceed ``CPU_FULL_MULTISTEP_SECONDS``, only 3 UNet steps (``--multistep-timed-steps``) are timed by
@@ -49,6 +50,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from osdface import OSDFacePipeline
+from osdface.pipeline import default_channels_last
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_FULL_MULTISTEP_SECONDS = 60.0  # on a CPU, a longer multi-step run is extrapolated from a few steps
@@ -78,7 +80,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: 2 on a CPU, torch's choice elsewhere)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the UNet; the extra warm-up time is reported as compile_seconds")
+                   help="torch.compile the UNet, VAE and VRE encoder (OSDFacePipeline.compile); the extra warm-up "
+                        "time is reported as compile_seconds")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="conv weights channels-last (NHWC); auto: the library's default for the device and dtype "
+                        "(on for bf16 on a CPU, where it measured faster)")
+    p.add_argument("--vae-tiling", type=int, nargs=2, default=None, metavar=("TILE", "OVERLAP"),
+                   help="tiled VAE encode/decode (pixels) for inputs larger than TILE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", type=Path, default=None, help="also append the JSON lines to this file")
     args = p.parse_args(argv)
@@ -169,9 +177,19 @@ def build_pipeline(preset: str, dtype: str, device: torch.device, args) -> tuple
     pipe.to(device=device, dtype=DTYPES[dtype])
     if args.fuse:
         pipe.fuse_lora()
+    if channels_last_for(args, device, DTYPES[dtype]):
+        pipe.enable_channels_last()
+    if args.vae_tiling:
+        pipe.enable_vae_tiling(*args.vae_tiling)
     if args.compile:
-        pipe.unet.compile()  # in place: pipe.model calls the same module object, now compiled
+        pipe.compile()  # in place: pipe.model calls the same module objects, now compiled
     return pipe, time.perf_counter() - start
+
+
+def channels_last_for(args, device: torch.device, dtype: torch.dtype) -> bool:
+    if args.channels_last == "auto":
+        return default_channels_last(device, dtype)
+    return args.channels_last == "on"
 
 
 def size_multiple(pipe: OSDFacePipeline) -> int:
@@ -270,7 +288,9 @@ def run_case(pipe: OSDFacePipeline, preset: str, dtype: str, batch: int, size: i
         # With --compile the first calls also compile: their extra time over a steady call, both paths together.
         "compile_seconds": (warmup_one - one_step) + warmup_extra_multi if args.compile else None,
         "fused_lora": args.fuse,
-        "compiled_unet": args.compile,
+        "channels_last": pipe.channels_last,
+        "vae_tiling": list(args.vae_tiling) if args.vae_tiling else None,
+        "compiled": args.compile,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

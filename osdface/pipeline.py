@@ -49,6 +49,15 @@ def _resolve_dtype(dtype) -> torch.dtype | None:
     return names[dtype]
 
 
+def default_channels_last(device, dtype) -> bool:
+    """Where channels-last is on by default (``from_pretrained(channels_last=None)``): where it measured faster.
+
+    CPU bf16 (oneDNN): ≈ 2x faster for the sd21 shapes and 1.3x for nano (benchmarks/variants.py). Elsewhere it
+    stays off until measured (``benchmarks/gpu_speed.py`` times both layouts on a GPU)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return device.type == "cpu" and _resolve_dtype(dtype) == torch.bfloat16
+
+
 class OSDFacePipeline:
     """Runs :class:`~osdface.models.OneStepGenerator` on images; handles I/O, batching, devices and dtypes."""
 
@@ -77,8 +86,10 @@ class OSDFacePipeline:
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, torch_dtype=None, device=None,
                         local_files_only: bool | None = None, base_model: str | None = None,
-                        revision: str | None = None, token=None, fuse_lora: bool = False) -> "OSDFacePipeline":
+                        revision: str | None = None, token=None, fuse_lora: bool = False,
+                        channels_last: bool | None = None) -> "OSDFacePipeline":
         """Load a model folder or Hub repo. ``base_model`` overrides the stored SD base (Hub id or local folder).
+        ``channels_last``: NHWC conv weights; ``None`` picks :func:`default_channels_last` (on for bf16 on a CPU).
 
         Raises :class:`~osdface.hub.MissingWeightsError` (one line: what to download, where) when weights are missing.
         """
@@ -110,6 +121,8 @@ class OSDFacePipeline:
         pipe.to(device=device, dtype=dtype)
         if fuse_lora:
             pipe.fuse_lora()
+        if channels_last if channels_last is not None else default_channels_last(pipe.device, pipe.dtype):
+            pipe.enable_channels_last()
         return pipe
 
     # -------------------------------------------------------------------------------------------- device and dtype
@@ -139,6 +152,39 @@ class OSDFacePipeline:
     def has_lora(self) -> bool:
         return lora_utils.has_lora(self.unet)
 
+    # ------------------------------------------------------------------------------------------- speed options
+    def enable_channels_last(self, enabled: bool = True) -> "OSDFacePipeline":
+        """Store every conv weight channels-last (NHWC); activations follow. Same results to rounding. On this
+        project's CPUs (oneDNN, AVX-512 bf16) it makes the bf16 one step about 2x faster; ``benchmarks/speed.py
+        --channels-last on|off`` measures it on yours. ``enabled=False`` goes back to the default layout."""
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        for module in (self.vae, self.unet, self.vre):
+            module.to(memory_format=fmt)
+        self._channels_last = enabled
+        return self
+
+    @property
+    def channels_last(self) -> bool:
+        return getattr(self, "_channels_last", False)
+
+    def enable_vae_tiling(self, tile_size: int = 512, overlap: int = 64) -> "OSDFacePipeline":
+        """VAE encode / decode of inputs larger than ``tile_size`` pixels in overlapping, blended tiles (bounded
+        memory for large or non-square inputs to ``pipe.model``; see :mod:`osdface.models.tiled_vae`)."""
+        self.model.enable_vae_tiling(tile_size, overlap)
+        return self
+
+    def disable_vae_tiling(self) -> "OSDFacePipeline":
+        self.model.disable_vae_tiling()
+        return self
+
+    def compile(self, **compile_kwargs) -> "OSDFacePipeline":
+        """``torch.compile`` the heavy modules in place: the UNet, the VAE's encoder and decoder, the VRE's
+        convolutional encoder (the prompt rule stays eager). The first call per input shape compiles (tens of
+        seconds to minutes); later calls reuse it. ``compile_kwargs`` go to ``torch.compile`` (e.g. ``mode``)."""
+        for module in (self.unet, self.vae.encoder, self.vae.decoder, self.vre.encoder):
+            module.compile(**compile_kwargs)
+        return self
+
     # ---------------------------------------------------------------------------------------------------- running
     def preprocess(self, images) -> torch.Tensor:
         """Images (PIL / numpy / tensor in [0, 1], one or a list) → (N, 3, S, S) in [-1, 1] on the model's device.
@@ -150,6 +196,8 @@ class OSDFacePipeline:
     def _model_input(self, items: list[torch.Tensor], first_index: int = 0) -> torch.Tensor:
         """Validated (3, H, W) tensors in [0, 1] → the model's (N, 3, S, S) batch in [-1, 1]."""
         size = self.config.process_size
+        if all(img.shape == (3, size, size) for img in items):  # the common case: one host→device copy per batch
+            return (torch.stack(items).to(self.device, torch.float32) * 2 - 1).to(self.dtype)
         batch = []
         for i, img in enumerate(items):
             x = img.to(self.device, torch.float32).unsqueeze(0) * 2 - 1

@@ -11,17 +11,22 @@ The module is differentiable end to end (the trainer uses it) and batched.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from torch import nn
 
+from .tiled_vae import TileConfig, tiled_decode, tiled_encode, vae_factor
+
 
 def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    """ẑ_0 = (z_t − √(1 − ᾱ) ε) / √ᾱ, computed in float64 where the device has it (not MPS), cast back."""
+    """ẑ_0 = (z_t − √(1 − ᾱ) ε) / √ᾱ, computed in float64 where the device has it (not MPS), cast back.
+
+    The two constants are Python floats (double precision, the same values as ``torch.sqrt`` of a float64
+    tensor): no tensor is made on the host and copied to the device per call."""
     work = torch.float32 if z_t.device.type == "mps" else torch.float64
-    a = torch.tensor(alpha_bar, dtype=torch.float64)
-    out = (z_t.to(work) - torch.sqrt(1 - a).to(work) * eps.to(work)) / torch.sqrt(a).to(work)
+    out = (z_t.to(work) - math.sqrt(1.0 - alpha_bar) * eps.to(work)) / math.sqrt(alpha_bar)
     return out.to(z_t.dtype)
 
 
@@ -41,6 +46,20 @@ class OneStepGenerator(nn.Module):
         self.latent_mode = latent_mode
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self.vae_tiling: TileConfig | None = None  # set by enable_vae_tiling: large inputs in bounded memory
+
+    def enable_vae_tiling(self, tile_size: int = 512, overlap: int = 64) -> None:
+        """Encode / decode inputs larger than ``tile_size`` pixels (either side) in overlapping, blended tiles
+        (:mod:`osdface.models.tiled_vae`). Inputs that fit one tile take the untiled path unchanged."""
+        config = TileConfig(int(tile_size), int(overlap))
+        config.validate(vae_factor(self.vae))
+        self.vae_tiling = config
+
+    def disable_vae_tiling(self) -> None:
+        self.vae_tiling = None
+
+    def _tiles(self, height: int, width: int) -> bool:
+        return self.vae_tiling is not None and max(height, width) > self.vae_tiling.tile_size
 
     @property
     def dtype(self) -> torch.dtype:
@@ -50,12 +69,19 @@ class OneStepGenerator(nn.Module):
     def encode(self, x: torch.Tensor, mode: str | None = None, generator: torch.Generator | None = None
                ) -> torch.Tensor:
         """x in [-1, 1] → scaled latent. ``mode="sample"`` draws from the posterior (the release samples)."""
-        dist = self.vae.encode(x).latent_dist
+        if self._tiles(*x.shape[-2:]):
+            dist = tiled_encode(self.vae, x, self.vae_tiling)
+        else:
+            dist = self.vae.encode(x).latent_dist
         z = dist.sample(generator=generator) if (mode or self.latent_mode) == "sample" else dist.mode()
         return (z - self.shift_factor) * self.scaling_factor
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(z / self.scaling_factor + self.shift_factor).sample.clamp(-1, 1)
+        z = z / self.scaling_factor + self.shift_factor
+        f = vae_factor(self.vae)
+        if self._tiles(z.shape[-2] * f, z.shape[-1] * f):
+            return tiled_decode(self.vae, z, self.vae_tiling).clamp(-1, 1)
+        return self.vae.decode(z).sample.clamp(-1, 1)
 
     def predict_eps(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         t = torch.full((z.shape[0],), self.timestep, device=z.device, dtype=torch.long)
