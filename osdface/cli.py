@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_eval_parsers
     from .faces.cli_photo import add_photo_arguments
     from .losses.convert_dists import add_convert_dists_parser
+    from .training.cli import add_train_parsers
 
     parser = argparse.ArgumentParser(prog="osdface", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"osdface {__version__}")
@@ -232,12 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_degrade_parser(sub)
     add_eval_parsers(sub)
     add_convert_dists_parser(sub)
+    add_train_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
+    if (getattr(args, "batch_size", 1) or 1) < 1:
         _err("--batch-size must be at least 1")
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -83,3 +84,27 @@ class Codebook(nn.Module):
         indices, valid = select_unique_codes(dist, num_tokens)
         emb = self.embedding(indices.clamp(min=0)) * valid.unsqueeze(-1).to(self.weight.dtype)
         return PromptTokens(emb, indices, valid)
+
+    # -- training (stage 1): vector quantisation with a straight-through gradient -----------------------------------
+    def quantize(self, z: torch.Tensor, beta: float = 0.25) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, D, H, W) features → (quantised features with a straight-through gradient, VQ loss, indices (B, H, W)).
+
+        VQ loss (van den Oord et al. 2017, the taming/RestoreFormer form the spec names):
+        ‖sg(z) − e‖² (codebook) + β‖z − sg(e)‖² (commitment, β = 0.25)."""
+        idx, zq = self.nearest(z.float())
+        zq = zq.to(z.dtype)
+        loss = F.mse_loss(zq, z.detach()) + beta * F.mse_loss(z, zq.detach())
+        return z + (zq - z).detach(), loss, idx
+
+    @torch.no_grad()
+    def restart_dead_codes(self, z: torch.Tensor, usage: torch.Tensor, generator: torch.Generator | None = None
+                           ) -> int:
+        """Move every code with ``usage == 0`` onto a randomly chosen current feature vector (a common remedy for
+        codebook collapse; an engineering choice, not from the paper). Returns how many codes moved."""
+        dead = (usage == 0).nonzero().flatten()
+        if dead.numel() == 0:
+            return 0
+        feats = z.detach().flatten(2).transpose(1, 2).reshape(-1, z.shape[1])
+        pick = torch.randint(0, feats.shape[0], (dead.numel(),), generator=generator).to(feats.device)
+        self.embedding.weight.data[dead] = feats[pick].to(self.embedding.weight.dtype)
+        return int(dead.numel())

@@ -1,0 +1,220 @@
+"""Training configurations: small dataclasses, YAML files and named presets (``"nano"``, ``"sd21"``, ``"tiny"``).
+
+    cfg = get_train_config("generator", "nano", data="../shared/data/faces", output_dir="runs/nano-gen")
+    cfg.save_yaml("gen.yaml");  cfg = GeneratorTrainConfig.from_yaml("gen.yaml")
+
+Three stages, three config classes sharing :class:`TrainConfig`:
+
+- :class:`VAETrainConfig` (stage 0, only for presets without a pretrained SD base, i.e. nano/tiny): the VAE as a
+  plain autoencoder, the stand-in for SD's pretrained VAE.
+- :class:`VRETrainConfig` (stage 1, spec §2): HQ and LQ VQ autoencoders, then the association loss.
+- :class:`GeneratorTrainConfig` (stage 2, spec §3): UNet LoRA (or the whole UNet when there is no pretrained base) +
+  prompt projector with L2 + λ_per·EA-DISTS + λ_ID·identity + λ_G·latent GAN.
+
+Loss weights the paper does not publish carry a comment with where the default comes from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "nano"  # model preset (osdface.configs.PRESETS): architecture of what is trained
+    data: str = ""  # a folder of HQ faces (degraded on the fly) or a prepared pairs folder (lq/ + hq/)
+    output_dir: str = "runs/osdface"
+    resolution: int = 512  # HQ faces are resized to resolution² before degrading (the paper: 512)
+    crop_size: int | None = None  # train on random crops of each pair (CPU-friendly); None: whole faces
+    val_fraction: float = 0.1  # osdface.data.dataset.split_files (hash of the file name, seed 0)
+    split_seed: int = 0
+    num_val_images: int = 4  # images in the validation grid
+    degradation: dict = field(default_factory=dict)  # DegradationConfig overrides (default: spec §4 ranges)
+    max_steps: int = 1000
+    batch_size: int = 4  # per process
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (accelerate)
+    seed: int = 0
+    num_workers: int = 1  # DataLoader workers (degradation runs in them)
+    log_every: int = 10
+    val_every: int = 200
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_with: str = "csv"  # "csv" | "tensorboard" (CSV is always written)
+
+    # -- YAML --------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(yaml.safe_dump({"stage": self.stage, **self.to_dict()}, sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = {k: v for k, v in data.items() if k != "stage"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        if "adam_betas" in data:
+            data["adam_betas"] = tuple(data["adam_betas"])
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def replace(self, **changes) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} option(s): {', '.join(unknown)}")
+        return dataclasses.replace(copy.deepcopy(self), **changes)
+
+    stage = "base"
+
+
+@dataclass
+class VAETrainConfig(TrainConfig):
+    """Stage 0 (nano/tiny only): AutoencoderKL trained on HQ faces: L1 + λ_kl·KL (+ λ_per·DISTS when weights exist).
+    At the end ``scaling_factor`` is set to 1 / std of the training latents (how SD chose 0.18215)."""
+
+    kl_weight: float = 1e-6  # LDM's KL-f autoencoders use 1e-6: the latent stays nearly deterministic
+    perceptual_weight: float = 0.0  # DISTS on the reconstruction; needs --dists-weights
+    dists_weights: str | None = None
+    scaling_samples: int = 64  # HQ images used to measure the latent std
+    stage = "vae"
+
+
+@dataclass
+class VRETrainConfig(TrainConfig):
+    """Stage 1 (spec §2): HQ autoencoder self-reconstruction, then LQ, then both with the association loss."""
+
+    hq_steps: int = 600  # phase 1: HQ autoencoder (paper: 50 epochs)
+    lq_steps: int = 400  # phase 2: LQ autoencoder (paper: 10 epochs)
+    assoc_steps: int = 400  # phase 3: both, + association (paper: 10 epochs)
+    l1_weight: float = 1.0
+    perceptual_weight: float = 0.0  # DISTS; the paper uses "perceptual" (weights unpublished); needs dists_weights
+    dists_weights: str | None = None
+    adversarial_weight: float = 0.1  # PatchGAN (taming's VQGAN uses an adaptive weight; 0.1 is a fixed stand-in)
+    adversarial_start: int = 200  # steps of each phase before the adversarial term switches on (VQGAN: disc_start)
+    vq_weight: float = 1.0  # codebook + 0.25·commitment (taming/RestoreFormer)
+    association_weight: float = 1.0  # CLIP-style symmetric CE (spec §2); weight unpublished
+    association_temperature: float = 0.07  # CLIP's initial temperature
+    restart_dead_codes_every: int = 100  # 0: never (engineering choice against codebook collapse, not in the paper)
+    disc_learning_rate: float = 1e-4
+    disc_ndf: int = 64  # PatchGAN width (taming: 64)
+    disc_layers: int = 3  # PatchGAN depth (taming: 3)
+
+    stage = "vre"
+
+    def __post_init__(self):
+        self.max_steps = self.hq_steps + self.lq_steps + self.assoc_steps
+
+
+@dataclass
+class GeneratorTrainConfig(TrainConfig):
+    """Stage 2 (spec §3). λ defaults: λ_per = 1, λ_ID = 0.1, λ_G = 0.8 from the one public third-party reproduction
+    (the paper does not publish them); presets that run without pretrained perceptual/identity weights set those
+    λ to 0 and say so in the log."""
+
+    vre: str = ""  # stage-1 output folder (VisualRepresentationEmbedder.save_pretrained)
+    base: str | None = None  # SD base (Hub id/folder with vae/ unet/ scheduler/) or a stage-0 VAE folder (nano)
+    unet_training: str = "lora"  # "lora" (pretrained base, the paper) | "full" (no pretrained base: nano)
+    lora_rank: int | None = None  # default: the preset's
+    lora_alpha: float | None = None
+    l2_weight: float = 1.0
+    ea_dists_weight: float = 1.0  # λ_per
+    dists_weights: str | None = None
+    identity_weight: float = 0.1  # λ_ID
+    identity_weights: str | None = None
+    gan_weight: float = 0.8  # λ_G
+    gan_start: int = 0  # generator steps before the GAN terms switch on
+    disc_learning_rate: float = 1e-5
+    disc_t_range: tuple = (10, 990)  # timesteps at which the discriminator sees noised latents
+    train_projector: bool = True  # the prompt projector trains with the LoRA (the VRE encoder/dictionary are frozen)
+    # Train the VAE decoder as well (not in the paper, whose SD VAE is frozen): for presets whose VAE was only
+    # briefly trained by train-vae (nano), the decoder would otherwise cap the output quality. The encoder stays
+    # frozen, so the latent space the UNet works in does not move.
+    train_vae_decoder: bool = False
+    stage = "generator"
+
+
+STAGES = {"vae": VAETrainConfig, "vre": VRETrainConfig, "generator": GeneratorTrainConfig}
+
+# ------------------------------------------------------------------------------------------------------- presets
+# nano: what trains on 2 CPU cores in about an hour in all, on a few hundred faces. No pretrained perceptual or
+# identity network exists offline, so λ_per = λ_ID = 0 (the log says so); 128² crops of 512² pairs keep the degradation
+# at its real scale while a step stays ≈ 1 s; the VRE still sees the whole LQ face (at its 128² input).
+_NANO_COMMON = dict(preset="nano", resolution=512, crop_size=128, num_workers=1, log_every=10, val_every=250)
+TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
+    "nano": {
+        "vae": VAETrainConfig(**_NANO_COMMON, batch_size=4, max_steps=800, learning_rate=3e-4, save_every=200),
+        "vre": VRETrainConfig(**{**_NANO_COMMON, "crop_size": None}, batch_size=8, learning_rate=2e-4,
+                              hq_steps=200, lq_steps=150, assoc_steps=150, save_every=100,
+                              disc_ndf=32, disc_layers=2),
+        "generator": GeneratorTrainConfig(**_NANO_COMMON, batch_size=8, max_steps=2500, learning_rate=2e-4,
+                                          unet_training="full", train_vae_decoder=True, ea_dists_weight=0.0,
+                                          identity_weight=0.0, gan_weight=0.02, gan_start=1000,
+                                          disc_learning_rate=1e-4,
+                                          save_every=500),
+    },
+    # sd21: the paper's model on GPUs (FFHQ 512², whole faces). Batch/lr/steps are not published: these are starting
+    # points (DMD2/OSEDiff-style one-step LoRA trainings use lr 5e-5, batch 16 for tens of thousands of steps).
+    "sd21": {
+        "vre": VRETrainConfig(preset="sd21", batch_size=8, learning_rate=1e-4, hq_steps=200_000, lq_steps=40_000,
+                              assoc_steps=40_000, perceptual_weight=1.0, num_workers=8, val_every=2000,
+                              save_every=5000),
+        "generator": GeneratorTrainConfig(preset="sd21", batch_size=4, gradient_accumulation_steps=4,
+                                          learning_rate=5e-5, max_steps=50_000, mixed_precision="bf16",
+                                          num_workers=8, val_every=1000, save_every=5000),
+    },
+    # tiny: tests and smoke runs (64² faces, a few steps).
+    "tiny": {
+        "vae": VAETrainConfig(preset="tiny", resolution=64, batch_size=2, max_steps=4, num_workers=0, val_every=0,
+                              save_every=0, num_val_images=2, scaling_samples=4),
+        "vre": VRETrainConfig(preset="tiny", resolution=64, batch_size=2, hq_steps=2, lq_steps=2, assoc_steps=2,
+                              adversarial_start=1, num_workers=0, val_every=0, save_every=0, num_val_images=2,
+                              restart_dead_codes_every=2, disc_ndf=8, disc_layers=2),
+        "generator": GeneratorTrainConfig(preset="tiny", resolution=64, batch_size=2, max_steps=4, num_workers=0,
+                                          unet_training="full", ea_dists_weight=0.0, identity_weight=0.0,
+                                          gan_weight=0.1, val_every=0, save_every=0, num_val_images=2),
+    },
+}
+
+
+def get_train_config(stage: str, preset_or_yaml: str = "nano", **overrides) -> TrainConfig:
+    """A stage's config from a preset name or a YAML file, with keyword overrides (None values are ignored)."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; choose one of {sorted(STAGES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    path = Path(preset_or_yaml)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if data.get("stage", stage) != stage:
+            raise ValueError(f"{path} is a {data['stage']!r} config, not {stage!r}")
+        cfg = STAGES[stage].from_dict(data)
+    else:
+        if preset_or_yaml not in TRAIN_PRESETS or stage not in TRAIN_PRESETS[preset_or_yaml]:
+            have = sorted(p for p, s in TRAIN_PRESETS.items() if stage in s)
+            raise KeyError(f"no {stage!r} training preset {preset_or_yaml!r}; presets: {have}, or a YAML file")
+        cfg = TRAIN_PRESETS[preset_or_yaml][stage]
+    cfg = cfg.replace(**overrides)
+    if isinstance(cfg, VRETrainConfig):
+        cfg.__post_init__()
+    return cfg
