@@ -100,6 +100,10 @@ class ArcFaceIRSE(ModelMixin, ConfigMixin):
             nn.BatchNorm2d(in_ch), nn.Dropout(dropout), nn.Flatten(),
             nn.Linear(in_ch * side * side, embedding_dim), nn.BatchNorm1d(embedding_dim))
 
+    def to(self, *args, **kwargs):
+        # plain nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast about fp32 modules this model lacks
+        return nn.Module.to(self, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.input_size
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (size, size):

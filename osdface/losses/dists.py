@@ -106,6 +106,10 @@ class DISTS(ModelMixin, ConfigMixin):
             self.alpha.normal_(0.1, 0.01)
             self.beta.normal_(0.1, 0.01)
 
+    def to(self, *args, **kwargs):
+        # plain nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast about fp32 modules this model lacks
+        return nn.Module.to(self, *args, **kwargs)
+
     @classmethod
     def random(cls, seed: int = 0, **config) -> "DISTS":
         """A randomly initialised stand-in, the same for the same seed (tests, benchmarks)."""
