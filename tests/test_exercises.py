@@ -9,11 +9,14 @@ import torch
 
 from osdface import exercises as ex
 from osdface.data.degradations import apply_params, gaussian_kernel
+from osdface.eval.fid import frechet_distance
+from osdface.eval.psnr_ssim import psnr
 from osdface.faces.alignment import invert_affine, similarity_transform
 from osdface.losses.gan import discriminator_loss
 from osdface.losses.sobel import sobel_magnitude
 from osdface.models.codebook import select_unique_codes, squared_distances
 from osdface.models.one_step import x0_from_eps
+from osdface.training.data import EpochSampler
 
 
 # ---------------------------------------------------------------- independent solutions (as a student would write)
@@ -79,6 +82,34 @@ def my_disc_loss(real, fake):
     return torch.logaddexp(torch.zeros(()), -real).mean() + torch.logaddexp(torch.zeros(()), fake).mean()
 
 
+def my_psnr(pred, gt):
+    def luma(x):  # per-pixel BT.601 luma on the 0-255 scale, by explicit channel arithmetic
+        x = x.double()
+        return 16 + 65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]
+    mse = ((luma(pred) - luma(gt)) ** 2).mean(dim=(1, 2))
+    return 20 * torch.log10(torch.tensor(255.0, dtype=torch.float64)) - 10 * torch.log10(mse)
+
+
+def my_fid(mu1, s1, mu2, s2):
+    import scipy.linalg
+
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    d = mu1 - mu2
+    return max(0.0, float(d @ d + np.trace(s1 + s2 - 2 * covmean)))
+
+
+def my_warmup(step, warmup):
+    return float(np.interp(step + 1, [0, max(warmup, 1)], [0.0, 1.0])) if warmup > 0 else 1.0
+
+
+def my_epoch_indices(n, seed, epoch, rank, world):
+    g = torch.Generator()
+    g.manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g)
+    shards = order[: (n // world) * world].reshape(world, n // world)
+    return shards[rank].tolist()
+
+
 def my_similarity(src, dst):
     # complex-number least squares: dst ≈ w·src + b with w = s·e^{iθ}; a reflection can never come out of it
     zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
@@ -132,6 +163,23 @@ def wrong_disc_loss(real, fake):
     return torch.log1p(torch.exp(-real)).mean() + torch.log1p(torch.exp(fake)).mean()  # overflows for large logits
 
 
+def wrong_psnr(pred, gt):
+    return 10 * torch.log10(1 / ((pred.double() - gt.double()) ** 2).flatten(1).mean(1))  # on RGB, not on Y
+
+
+def wrong_fid(mu1, s1, mu2, s2):
+    d = mu1 - mu2
+    return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(s1 @ s2) ** 0.5)  # sqrt of the trace
+
+
+def wrong_warmup(step, warmup):
+    return min(1.0, step / warmup) if warmup > 0 else 1.0  # starts at 0: the first step would not learn
+
+
+def wrong_epoch_indices(n, seed, epoch, rank, world):
+    return my_epoch_indices(n, seed, epoch, 0, 1)[rank::world][: n // world]  # interleaved, not contiguous shards
+
+
 def wrong_similarity(src, dst):
     m, *_ = np.linalg.lstsq(np.hstack([src, np.ones((len(src), 1))]), dst, rcond=None)
     return m.T  # a general affine (shear allowed), not a similarity
@@ -152,6 +200,11 @@ CHECKERS = {
     "x0_formula": (ex.check_x0_formula, x0_from_eps, my_x0, wrong_x0),
     "sobel_magnitude": (ex.check_sobel_magnitude, sobel_magnitude, my_sobel, wrong_sobel),
     "discriminator_loss": (ex.check_discriminator_loss, discriminator_loss, my_disc_loss, wrong_disc_loss),
+    "psnr": (ex.check_psnr, psnr, my_psnr, wrong_psnr),
+    "frechet_distance": (ex.check_frechet_distance, frechet_distance, my_fid, wrong_fid),
+    "lr_warmup": (ex.check_lr_warmup, None, my_warmup, wrong_warmup),
+    "epoch_indices": (ex.check_epoch_indices, lambda *a: EpochSampler(*a).indices(), my_epoch_indices,
+                      wrong_epoch_indices),
     "similarity_transform": (ex.check_similarity_transform, similarity_transform, my_similarity, wrong_similarity),
     "invert_affine": (ex.check_invert_affine, invert_affine, my_invert, wrong_invert),
 }

@@ -34,7 +34,8 @@ def tagged(nb, tag):
 
 def test_the_notebooks_exist():
     names = [p.name for p in SOLUTIONS]
-    for expected in ("01_degradations", "02_vre", "03_one_step", "04_losses", "07_whole_photo_and_hub"):
+    for expected in ("01_degradations", "02_vre", "03_one_step", "04_losses", "05_train_nano", "06_evaluate",
+                     "07_whole_photo_and_hub"):
         assert f"{expected}.ipynb" in names
     assert [p.name for p in STUDENTS] == names
 

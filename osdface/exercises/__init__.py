@@ -15,6 +15,10 @@ check_alpha_bar              03        the SD 2.1 DDIM scheduler's alphas_cumpro
 check_x0_formula             03        osdface.models.one_step.x0_from_eps
 check_sobel_magnitude        04        osdface.losses.sobel.sobel_magnitude
 check_discriminator_loss     04        osdface.losses.gan.discriminator_loss (softplus)
+check_lr_warmup              05        osdface.training.trainer.Trainer.lr_lambda
+check_epoch_indices          05        osdface.training.data.EpochSampler
+check_psnr                   06        osdface.eval.psnr_ssim.psnr (Y channel)
+check_frechet_distance       06        osdface.eval.fid.frechet_distance
 check_similarity_transform   07        osdface.faces.alignment.similarity_transform
 check_invert_affine          07        osdface.faces.alignment.invert_affine
 ==========================  ========  ==========================================================
@@ -22,8 +26,10 @@ check_invert_affine          07        osdface.faces.alignment.invert_affine
 
 from .alignment import check_invert_affine, check_similarity_transform
 from .degradations import check_add_noise, check_gaussian_kernel
+from .evaluation import check_frechet_distance, check_psnr
 from .losses import check_discriminator_loss, check_sobel_magnitude
 from .one_step import check_alpha_bar, check_x0_formula
+from .training import check_epoch_indices, check_lr_warmup
 from .tutorial import show_row, tutorial_faces
 from .vre import check_squared_distances, check_unique_codes
 
@@ -32,6 +38,8 @@ __all__ = [
     "check_squared_distances", "check_unique_codes",
     "check_alpha_bar", "check_x0_formula",
     "check_sobel_magnitude", "check_discriminator_loss",
+    "check_lr_warmup", "check_epoch_indices",
+    "check_psnr", "check_frechet_distance",
     "check_similarity_transform", "check_invert_affine",
     "tutorial_faces", "show_row",
 ]
