@@ -1,0 +1,364 @@
+"""The demo's restoration logic, without any UI: load the model once, validate an upload, pick aligned-crop or
+whole-photo mode, restore, and describe what was done in one line.
+
+    restorer = DemoRestorer()                           # OSDFACE_MODEL or the bundled nano model, loaded now
+    result = restorer.restore("photo.jpg")              # mode="auto": aligned crop or whole photo
+    result.after.save("out.png"); print(result.info)
+
+``osdface.app.ui`` puts a Gradio page on top of this; tests call it directly as well.
+
+Auto mode (the issue leaves the rule open; this is the one chosen): faces are detected first (dlib offline,
+RetinaFace when its weights are on disk). The image is treated as an **aligned crop** when it is square (sides
+within 2 %) and the best face's 5 landmarks lie where the FFHQ template puts them at that size (mean distance below
+10 % of the side, and the similarity transform between them scales by 0.75–1.33) — or when it is square and no
+face is found (a tight or heavily degraded crop often defeats the detector). Everything else is a **whole photo**:
+every face is aligned, restored in one batch and pasted back (``osdface.faces.photo.restore_photo``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import image_io
+from ..faces.alignment import similarity_transform, template, affine_scale
+from ..faces.color import COLOR_FIX_METHODS, color_fix
+from ..faces.detection import Face, FaceDetector, describe_detector, get_detector
+from ..faces.photo import lanczos_upsample, restore_photo
+
+logger = logging.getLogger("osdface.app")
+
+BUNDLED_NANO = Path(__file__).resolve().parents[1] / "assets" / "osdface-nano"
+MODES = ("auto", "aligned", "photo")
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+LATENT_MODES = ("mode", "sample")
+UPSCALES = (1, 2, 3, 4)
+#: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: the enlarged whole-photo result may not exceed this many pixels
+MAX_OUTPUT_PIXELS = 64_000_000
+#: results older than this are deleted from the demo's output folder
+KEEP_RESULTS_S = 3600
+
+__all__ = ["DemoRestorer", "DemoResult", "DemoInputError", "choose_mode", "fills_template", "default_model",
+           "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "DEFAULT_MAX_PIXELS"]
+
+
+class DemoInputError(ValueError):
+    """A request the demo refuses (bad image, option or model); ``str(err)`` is one line for the user."""
+
+
+@dataclass
+class DemoResult:
+    """``before`` / ``after``: the same size (the input enlarged like the result), for a before/after slider.
+    ``faces``: (restored crop, caption) pairs. ``png``: the final image written as a lossless PNG."""
+
+    before: Image.Image
+    after: Image.Image
+    faces: list[tuple[Image.Image, str]] = field(default_factory=list)
+    png: Path | None = None
+    mode: str = "aligned"
+    info: str = ""
+    faces_found: int = 0
+    seconds_per_face: float | None = None
+
+
+def default_model(model: str | os.PathLike | None = None) -> str:
+    """The model to serve: ``model``, else ``$OSDFACE_MODEL``, else the bundled nano model folder."""
+    chosen = model or os.environ.get("OSDFACE_MODEL", "").strip() or BUNDLED_NANO
+    return str(chosen)
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available() or os.environ.get("SPACES_ZERO_GPU"):
+            return torch.device("cuda")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no CUDA GPU is visible to PyTorch here; use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps: Apple-silicon MPS is not available here; use cpu")
+    return device
+
+
+def _is_square(w: int, h: int, tolerance: float = 0.02) -> bool:
+    return abs(w - h) <= tolerance * max(w, h)
+
+
+def fills_template(face: Face, width: int, height: int) -> bool:
+    """Whether ``face`` sits where an FFHQ-aligned crop of this size puts a face (see the module docstring)."""
+    if not _is_square(width, height):
+        return False
+    size = (width + height) / 2.0
+    target = template(size)
+    error = float(np.linalg.norm(face.landmarks - target, axis=1).mean()) / size
+    scale = affine_scale(similarity_transform(face.landmarks, target))
+    return error < 0.10 and 0.75 <= scale <= 1.0 / 0.75
+
+
+def choose_mode(mode: str, faces: list[Face], width: int, height: int) -> tuple[str, str]:
+    """``(mode, reason)`` with mode ``"aligned"`` or ``"photo"``; ``mode`` is what the user asked for."""
+    if mode == "aligned":
+        return "aligned", "aligned crop (chosen)"
+    if mode == "photo":
+        return "photo", "whole photo (chosen)"
+    if faces and fills_template(faces[0], width, height):
+        return "aligned", "aligned crop (auto: the face fills the FFHQ template)"
+    if not faces and _is_square(width, height):
+        return "aligned", "aligned crop (auto: square image, no face detected)"
+    return "photo", "whole photo (auto)"
+
+
+class _KnownFaces(FaceDetector):
+    """A detector that returns faces found before (detection runs once per request)."""
+
+    name = "known"
+
+    def __init__(self, faces: list[Face]):
+        self._faces = faces
+
+    def detect(self, img) -> list[Face]:
+        return list(self._faces)
+
+
+class DemoRestorer:
+    """Serves one default model (loaded at construction) and optionally others, cached by (model, dtype).
+
+    ``models``: extra model folders / Hub ids offered next to the default (the bundled nano is always offered).
+    ``allow_custom_models``: also accept any other folder or Hub id typed by the user (off for public servers:
+    it reads the server's disk and downloads arbitrary repos). ``cache_size``: how many non-default
+    (model, dtype) pipelines stay loaded.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device | None = "auto",
+                 dtype: str = "auto", detector: str | FaceDetector = "auto", models: tuple[str, ...] = (),
+                 allow_custom_models: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 output_dir: str | os.PathLike | None = None, cache_size: int = 1):
+        self.device = _pick_device(device)
+        self.default_model = default_model(model)
+        self.default_dtype = self._resolve_dtype(dtype)
+        self.allow_custom_models = bool(allow_custom_models)
+        self.max_pixels = int(max_pixels)
+        self.cache_size = int(cache_size)
+        offered = [self.default_model, str(BUNDLED_NANO), *[str(m) for m in models]]
+        self.models = list(dict.fromkeys(offered))  # unique, in order
+        self._lock = threading.RLock()
+        self._pipes: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._default_pipe = self._load(self.default_model, self.default_dtype)  # once, at start-up
+        self.detector = detector if isinstance(detector, FaceDetector) else get_detector(detector)
+        self._detect_lock = threading.Lock()
+        self._own_output = output_dir is None
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="osdface-app-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ----------------------------------------------------------------------------------------------- models
+    def _resolve_dtype(self, dtype: str | None) -> str:
+        dtype = dtype or "auto"
+        if dtype not in DTYPES:
+            raise DemoInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        if dtype == "auto":
+            return "fp16" if self.device.type == "cuda" else "fp32"
+        if dtype == "fp16" and self.device.type == "cpu":
+            raise DemoInputError("fp16 needs a GPU; on a CPU use bf16 or fp32")
+        return dtype
+
+    def model_label(self, model: str) -> str:
+        if Path(model) == BUNDLED_NANO:
+            return "osdface-nano (bundled)"
+        return Path(model).name if Path(model).is_dir() else model
+
+    def _load(self, model: str, dtype: str):
+        from ..pipeline import OSDFacePipeline
+
+        logger.info("loading model %s (%s, %s)", model, self.device, dtype)
+        t0 = time.perf_counter()
+        pipe = OSDFacePipeline.from_pretrained(model, torch_dtype=dtype, device=self.device, fuse_lora=True)
+        logger.info("model %s loaded in %.1f s", model, time.perf_counter() - t0)
+        return pipe
+
+    def pipeline(self, model: str | None = None, dtype: str | None = None):
+        """The pipeline for (model, dtype); the default one is never reloaded, others are loaded on first use."""
+        from ..hub import MissingWeightsError
+
+        model = str(model) if model else self.default_model
+        dtype = self._resolve_dtype(dtype or self.default_dtype)
+        if model not in self.models and not self.allow_custom_models:
+            raise DemoInputError(f"model {model!r} is not offered by this demo; choose one of: "
+                                 + ", ".join(self.model_label(m) for m in self.models))
+        key = (model, dtype)
+        if key == (self.default_model, self.default_dtype):
+            return self._default_pipe
+        with self._lock:
+            if key in self._pipes:
+                self._pipes.move_to_end(key)
+                return self._pipes[key]
+            try:
+                pipe = self._load(model, dtype)
+            except MissingWeightsError as err:
+                raise DemoInputError(str(err)) from None
+            except (OSError, ValueError, KeyError) as err:
+                first = str(err).splitlines()[0] if str(err) else ""
+                raise DemoInputError(f"cannot load the model {model}: {type(err).__name__}: {first}") from None
+            self._pipes[key] = pipe
+            while len(self._pipes) > self.cache_size:
+                self._pipes.popitem(last=False)
+            return pipe
+
+    def describe(self) -> str:
+        pipe = self._default_pipe
+        return (f"{self.model_label(self.default_model)} ({pipe.config.preset}, {pipe.config.process_size}² faces) on "
+                f"{self.device.type} {self.default_dtype}; detector: {describe_detector(self.detector)}")
+
+    @staticmethod
+    def weights_note(pipe) -> str:
+        """A warning for models whose weights are a random placeholder (the bundled nano until it is trained)."""
+        title = str((pipe.config.extra or {}).get("title", ""))
+        return "random weights: outputs are not restorations" if "random" in title.lower() else ""
+
+    # ------------------------------------------------------------------------------------------------ input
+    def load(self, image) -> tuple[Image.Image, str]:
+        """An upload (file path, PIL image or array) → (RGB image, display name); EXIF orientation applied,
+        size limits checked before decoding. Raises :class:`DemoInputError` with one line."""
+        if image is None:
+            raise DemoInputError("no image: upload a photo or a face crop, or pick an example")
+        try:
+            if isinstance(image, (str, os.PathLike)):
+                name = Path(image).name
+                try:
+                    return image_io.load_image(image, max_pixels=self.max_pixels), name
+                except image_io.ImageInputError as err:
+                    raise image_io.ImageInputError(err.reason, name) from None
+            if isinstance(image, Image.Image):
+                rgb = image_io.to_rgb(image)
+            else:
+                arr = np.asarray(image)
+                rgb = image_io.tensor_to_pil(image_io.to_float_tensor(arr, max_pixels=self.max_pixels))
+            image_io.check_size(rgb.width, rgb.height, max_pixels=self.max_pixels)
+            return rgb, "image"
+        except image_io.ImageInputError as err:
+            raise DemoInputError(str(err)) from None
+
+    # ------------------------------------------------------------------------------------------------ run
+    def restore(self, image, *, mode: str = "auto", upscale: int = 1, color_fix_method: str = "none",
+                only_center_face: bool = False, model: str | None = None, dtype: str | None = None,
+                latent_mode: str = "mode", seed: int = 114, progress=None) -> DemoResult:
+        """Restore an upload. ``progress(fraction, desc)`` is called between steps when given."""
+        report = progress or (lambda *a, **k: None)
+        if mode not in MODES:
+            raise DemoInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if color_fix_method not in COLOR_FIX_METHODS:
+            raise DemoInputError(f"unknown colour fix {color_fix_method!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
+        if latent_mode not in LATENT_MODES:
+            raise DemoInputError(f"unknown latent mode {latent_mode!r}; use one of {', '.join(LATENT_MODES)}")
+        try:
+            upscale = int(upscale)
+            seed = int(seed)
+        except (TypeError, ValueError):
+            raise DemoInputError("upscale and seed must be whole numbers") from None
+        if upscale not in UPSCALES:
+            raise DemoInputError(f"upscale must be one of {', '.join(map(str, UPSCALES))}")
+        t_start = time.perf_counter()
+        report(0.0, desc="checking the image")
+        rgb, name = self.load(image)
+        pipe = self.pipeline(model, dtype)
+        model_name, dtype_name = str(model or self.default_model), self._resolve_dtype(dtype or self.default_dtype)
+        w, h = rgb.size
+
+        faces: list[Face] = []
+        detect_s = 0.0
+        if mode != "aligned":
+            report(0.1, desc="detecting faces")
+            t0 = time.perf_counter()
+            with self._detect_lock:
+                faces = self.detector.detect(np.asarray(rgb))
+            detect_s = time.perf_counter() - t0
+        chosen, reason = choose_mode(mode, faces, w, h)
+        if chosen == "photo" and w * h * upscale * upscale > MAX_OUTPUT_PIXELS:
+            raise DemoInputError(f"{name}: {w}x{h} enlarged {upscale}x would be {w * h * upscale ** 2 / 1e6:.1f} MP; "
+                                 f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f} MP (choose a smaller upscale)")
+        generator = (torch.Generator(device=pipe.device).manual_seed(seed) if latent_mode == "sample" else None)
+        run_kwargs = dict(latent_mode=latent_mode, generator=generator, progress=progress is not None)
+
+        report(0.3, desc="restoring")
+        t0 = time.perf_counter()
+        notes = []
+        if chosen == "aligned":
+            if not _is_square(w, h):
+                notes.append(f"{w}x{h} is not square: stretched to {pipe.config.process_size}²")
+            out = pipe([rgb], output_type="np", **run_kwargs)[0]
+            size = out.shape[0]
+            before = rgb.resize((size, size), Image.BICUBIC)
+            reference = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+            out = color_fix(out, reference, color_fix_method)
+            after = Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
+            restored_faces = [(after, "restored face")]
+            n_faces = 1
+            if upscale != 1:
+                notes.append("upscale applies to whole photos only")
+        else:
+            result = restore_photo(pipe, np.asarray(rgb), detector=_KnownFaces(faces), upscale=upscale,
+                                   only_center_face=only_center_face, color_fix=color_fix_method,
+                                   pipe_kwargs=run_kwargs)
+            before = lanczos_upsample(rgb, upscale)
+            after = result.image
+            restored_faces = [(f["restored"], f"face {i + 1}") for i, f in enumerate(result.faces)]
+            n_faces = len(result.faces)
+            if not faces:
+                notes.append("no face found: the photo is returned enlarged only")
+        run_s = time.perf_counter() - t0
+        report(0.9, desc="saving the PNG")
+        png = self._save(after, name)
+        per_face = run_s / n_faces if n_faces else None
+
+        parts = [f"model {self.model_label(model_name)} ({pipe.config.preset})", f"{pipe.device.type} {dtype_name}",
+                 reason, f"{len(faces)} face(s) detected" if mode != "aligned" else "no detection",
+                 f"{n_faces} restored" + (f", {per_face:.2f} s/face" if per_face is not None else ""),
+                 f"{time.perf_counter() - t_start:.1f} s in all"
+                 + (f" (detection {detect_s:.2f} s)" if detect_s else "")]
+        if latent_mode == "sample":
+            parts.append(f"sampled latent, seed {seed}")
+        weights = self.weights_note(pipe)
+        info = " · ".join(parts + notes + ([f"⚠ {weights}"] if weights else []))
+        logger.info("%s: %s", name, info)
+        return DemoResult(before=before, after=after, faces=restored_faces, png=png, mode=chosen, info=info,
+                          faces_found=len(faces), seconds_per_face=per_face)
+
+    # ------------------------------------------------------------------------------------------------ output
+    def _save(self, img: Image.Image, name: str) -> Path:
+        self._prune()
+        stem = Path(name).stem or "image"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "image"
+        folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.output_dir))
+        path = folder / f"{safe}_restored.png"
+        image_io.save_png(img, path)
+        return path
+
+    def _prune(self) -> None:
+        """Delete results older than KEEP_RESULTS_S (only inside the demo's own output folder)."""
+        cutoff = time.time() - KEEP_RESULTS_S
+        for folder in self.output_dir.glob("result-*"):
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    for f in folder.iterdir():
+                        f.unlink()
+                    folder.rmdir()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Remove the output folder when the restorer created it."""
+        if self._own_output:
+            import shutil
+
+            shutil.rmtree(self.output_dir, ignore_errors=True)
