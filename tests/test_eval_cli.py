@@ -86,7 +86,7 @@ def test_evaluate_model_end_to_end_with_the_tiny_model(tmp_path, tiny_pipe):
     assert sorted(p.name for p in (out / "restored").iterdir()) == ["img0.png", "img1.png", "img2.png"]
     assert Image.open(out / "bench" / "hq" / "img0.png").size == (64, 64)  # the tiny model's process size
     # the LQ row's PSNR is the PSNR of the written LQ against the written HQ
-    load = lambda p: torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None]  # noqa: E731
+    load = lambda p: torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None]  # noqa: E731
     direct = [psnr(load(out / "bench" / "lq" / f"img{i}.png"), load(out / "bench" / "hq" / f"img{i}.png")).item()
               for i in range(3)]
     assert report.methods[1].summary["PSNR"] == pytest.approx(np.mean(direct))

@@ -21,6 +21,7 @@ WEIGHTS/dists`` writes from the two public files.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -58,7 +59,9 @@ class LPIPSMetric:
         except ImportError as err:
             raise MetricUnavailable(f"needs the package lpips (pip install lpips==0.1.4): {err}") from None
         # pnet_rand: no torchvision download; the backbone is filled from the given weights below
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated pretrained=False
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
         if backbone_state_dict is not None:
             _load_backbone(model.net, backbone_state_dict, net)
         self.model = model.to(device).eval().requires_grad_(False)
