@@ -158,9 +158,9 @@ def main(argv=None) -> list[dict]:
                     with args.json_out.open("a") as f:
                         f.write(json.dumps(rec) + "\n")
                 records.append(rec)
-            del results, x
+            del results
     print()
-    print(f"| size | mode | encode peak MB | decode peak MB | encode s | decode s | tiled vs untiled |")
+    print("| size | mode | encode peak MB | decode peak MB | encode s | decode s | tiled vs untiled |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for r in records:
         gap = (f"{r['decode_psnr_vs_untiled_db']} dB, latent {100 * r['latent_rel_mean_abs_diff']:.1f} %"

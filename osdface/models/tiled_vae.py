@@ -101,6 +101,8 @@ def tiled_encode(vae, x: torch.Tensor, config: TileConfig) -> DiagonalGaussianDi
     """Like ``vae.encode(x).latent_dist``, computed tile by tile (the encoder + quant_conv moments are blended)."""
     f = vae_factor(vae)
     config.validate(f)
+    if x.shape[-2] % f or x.shape[-1] % f:
+        raise ValueError(f"tiled encoding needs sides that are multiples of {f}, got {tuple(x.shape[-2:])}")
 
     def encode_tile(t):
         h = vae.encoder(t)
