@@ -282,3 +282,40 @@ def test_browser_upload_restore_screenshot(app_url):
     with Image.open(SCREENSHOT) as im:  # a real capture of the page, not a blank one
         gray = np.asarray(im.convert("L"))
     assert gray.shape[0] > 600 and gray.std() > 20
+
+
+# ------------------------------------------------------------------------------------------ start-up options
+def test_spaces_gpu_only_on_zero_gpu(monkeypatch):
+    import sys
+    import types
+
+    pytest.importorskip("gradio")
+    from osdface.app.ui import gpu
+
+    def fn():
+        return "ran"
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert gpu(fn) is fn  # no Space: the function itself, the `spaces` package not needed
+    seen = {}
+    fake = types.ModuleType("spaces")
+
+    def fake_gpu(duration):
+        def decorate(f):
+            seen["duration"] = duration
+            return lambda *a, **k: "gpu:" + f(*a, **k)
+        return decorate
+
+    fake.GPU = fake_gpu
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    wrapped = gpu(fn)
+    assert wrapped is not fn and wrapped() == "gpu:ran" and seen["duration"] > 0
+
+
+def test_launch_refuses_bad_limits(capsys):
+    from osdface.app.launch import free_port, prepare
+
+    assert prepare(["--concurrency", "0"]) == 2 and "at least 1" in capsys.readouterr().err
+    port = free_port()
+    assert 1024 <= port <= 65535

@@ -75,6 +75,12 @@ def prepare(argv: list[str] | None = None):
         allow_custom = host in LOOPBACK and not on_space
     extra = [*args.extra_models, *[m.strip() for m in os.environ.get("OSDFACE_MODELS", "").split(",") if m.strip()]]
 
+    if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU: `spaces` must be imported before the model goes to CUDA
+        try:
+            import spaces  # noqa: F401
+        except ImportError:
+            print("warning: SPACES_ZERO_GPU is set but the 'spaces' package is missing", file=sys.stderr)
+
     from ..hub import MissingWeightsError
     from .restorer import DemoInputError, DemoRestorer
     from .ui import build_demo
