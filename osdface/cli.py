@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if (getattr(args, "batch_size", 1) or 1) < 1:
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         _err("--batch-size must be at least 1")
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -69,8 +69,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
-        if "adam_betas" in data:
-            data["adam_betas"] = tuple(data["adam_betas"])
+        for f in dataclasses.fields(cls):  # YAML has no tuples: restore the fields whose default is one
+            if f.name in data and isinstance(data[f.name], list) and isinstance(f.default, tuple):
+                data[f.name] = tuple(data[f.name])
         return cls(**data)
 
     @classmethod

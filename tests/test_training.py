@@ -1,0 +1,248 @@
+"""The training stages on tiny models and a synthetic face-like folder (no shared data needed).
+
+Each stage: one step changes exactly the parameters it should; a fixed batch is overfit; a run stopped at a
+checkpoint and resumed gives bit-identical parameters to an uninterrupted run; configs round-trip through YAML;
+the command line trains and writes a loadable model folder.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from PIL import Image
+
+from osdface import OSDFacePipeline
+from osdface.configs import TINY_VAE, TINY_VRE
+from osdface.models import VisualRepresentationEmbedder
+from osdface.training import GeneratorTrainConfig, get_train_config, make_trainer
+from osdface.training.config import VRETrainConfig
+from osdface.training.data import EpochSampler, random_crop_pair
+from osdface.training.logger import read_log
+
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory):
+    """12 synthetic 64² 'faces' (a skin-coloured ellipse, two eyes, a mouth, random colours and positions)."""
+    folder = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i in range(12):
+        img = np.zeros((64, 64, 3), np.float32) + rng.uniform(0, 255, 3)
+        cy, cx = 32 + rng.normal(0, 2, 2)
+        face = ((yy - cy) / 22) ** 2 + ((xx - cx) / 16) ** 2 < 1
+        img[face] = rng.uniform(120, 230, 3)
+        for ex in (-7, 7):
+            img[((yy - cy + 5) ** 2 + (xx - cx - ex) ** 2) < 6] = 20
+        img[(np.abs(yy - cy - 9) < 2) & (np.abs(xx - cx) < 6)] = (170, 40, 50)
+        img += rng.normal(0, 6, img.shape)
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"face_{i:02d}.png")
+    return folder
+
+
+def _cfg(stage: str, folder, out, **kw):
+    return get_train_config(stage, "tiny", data=str(folder), output_dir=str(out), **kw)
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    """A tiny 'base' (vae/) and a tiny VRE folder, as train-vae and train-vre would write them."""
+    root = tmp_path_factory.mktemp("stage_inputs")
+    torch.manual_seed(0)
+    AutoencoderKL(**TINY_VAE).save_pretrained(root / "base" / "vae")
+    VisualRepresentationEmbedder(**TINY_VRE).save_pretrained(root / "vre")
+    return root
+
+
+def _snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, after) -> set[str]:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def _batch(trainer, n=2):
+    items = [trainer.train_set[i] for i in range(n)]
+    return trainer.to_device({k: torch.stack([it[k] for it in items]) for k in ("lq", "hq")})
+
+
+# --------------------------------------------------------------------------------------------------- data & config
+def test_epoch_sampler_is_a_seeded_sharded_permutation():
+    a = EpochSampler(10, seed=3, epoch=1).indices()
+    assert sorted(a) == list(range(10)) and a == EpochSampler(10, seed=3, epoch=1).indices()
+    assert a != EpochSampler(10, seed=3, epoch=2).indices()
+    shards = [EpochSampler(10, 3, 1, rank=r, world=2).indices() for r in range(2)]
+    assert shards[0] + shards[1] == a
+    assert EpochSampler(10, 3, 1, skip=4).indices() == a[4:]
+
+
+def test_random_crop_pair_takes_the_same_window_of_lq_and_hq():
+    hq = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    lq_c, hq_c = random_crop_pair(hq + 1, hq, 8, torch.Generator().manual_seed(0), multiple=4)
+    assert hq_c.shape == (2, 3, 8, 8) and torch.equal(lq_c, hq_c + 1)
+    # offsets are multiples of 4: the first pixel's column index in the 16-wide image
+    assert all(int(hq_c[i, 0, 0, 0]) % 16 % 4 == 0 for i in range(2))
+
+
+def test_yaml_round_trip_and_unknown_keys(tmp_path):
+    cfg = get_train_config("generator", "nano", data="x", output_dir="y", gan_weight=0.5)
+    cfg.save_yaml(tmp_path / "g.yaml")
+    again = get_train_config("generator", str(tmp_path / "g.yaml"))
+    assert again == cfg and isinstance(again, GeneratorTrainConfig)
+    with pytest.raises(ValueError, match="unknown"):
+        get_train_config("generator", "nano", not_an_option=1)
+    with pytest.raises(ValueError, match="is a 'generator' config"):
+        get_train_config("vre", str(tmp_path / "g.yaml"))
+    vre = get_train_config("vre", "nano", hq_steps=5, lq_steps=6, assoc_steps=7)
+    assert isinstance(vre, VRETrainConfig) and vre.max_steps == 18
+
+
+# --------------------------------------------------------------------------------------------------- stage 0
+def test_vae_stage_trains_and_exports_a_scaled_vae(face_folder, tmp_path):
+    trainer = make_trainer(_cfg("vae", face_folder, tmp_path, max_steps=2, log_every=1))
+    before = _snapshot(trainer.vae)
+    final = trainer.train()
+    changed = _changed(before, _snapshot(trainer.vae))
+    assert len(changed) > 0.9 * len(before)  # every weight of the autoencoder trains
+    vae = AutoencoderKL.from_pretrained(final / "vae")
+    assert vae.config.scaling_factor == pytest.approx(trainer.measure_scaling_factor(), rel=1e-5)
+    logs = read_log(tmp_path / "logs.csv")
+    assert logs["step"][:2] == [1.0, 2.0] and np.isfinite(logs["l1"][:2]).all()
+
+
+# --------------------------------------------------------------------------------------------------- stage 1
+def test_vre_phases_train_only_their_autoencoder(face_folder, tmp_path):
+    trainer = make_trainer(_cfg("vre", face_folder, tmp_path, hq_steps=1, lq_steps=1, assoc_steps=1))
+    batch = _batch(trainer)
+    for expect in (["hq"], ["lq"], ["hq", "lq"]):
+        before = {k: _snapshot(trainer.ae[k]) for k in ("hq", "lq")}
+        trainer.training_step(batch)
+        trainer.micro_step += 1
+        for k in ("hq", "lq"):
+            changed = _changed(before[k], _snapshot(trainer.ae[k]))
+            if k in expect:
+                assert any(n.startswith("encoder.") for n in changed) and any(n.startswith("decoder.") for n in changed)
+            else:
+                assert not changed, f"{k} autoencoder changed during phase {expect}"
+
+
+def test_vre_export_is_the_lq_encoder_and_dictionary(face_folder, tmp_path):
+    trainer = make_trainer(_cfg("vre", face_folder, tmp_path, hq_steps=1, lq_steps=1, assoc_steps=1))
+    final = trainer.train()
+    vre = VisualRepresentationEmbedder.from_pretrained(final)
+    lq_ae = trainer.accelerator.unwrap_model(trainer.ae["lq"])
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(vre.features(x), lq_ae.features(x))
+    assert torch.equal(vre.quantize.weight, lq_ae.quantize.weight)
+
+
+def test_vre_association_phase_overfits(face_folder, tmp_path):
+    trainer = make_trainer(_cfg("vre", face_folder, tmp_path, hq_steps=0, lq_steps=0, assoc_steps=40,
+                                learning_rate=1e-3, adversarial_weight=0.0, restart_dead_codes_every=0))
+    batch = _batch(trainer, 4)
+    first = trainer.training_step(batch)
+    for _ in range(30):
+        trainer.micro_step += 1
+        last = trainer.training_step(batch)
+    assert last["l1"] < 0.5 * first["l1"]
+    assert last["association"] < 0.5 * first["association"]
+
+
+# --------------------------------------------------------------------------------------------------- stage 2
+def _gen_cfg(face_folder, stage_inputs, out, **kw):
+    kw.setdefault("base", str(stage_inputs / "base"))
+    return _cfg("generator", face_folder, out, vre=str(stage_inputs / "vre"), **kw)
+
+
+def test_generator_lora_step_changes_only_lora_and_projector(face_folder, stage_inputs, tmp_path):
+    # a base with a UNet: the LoRA path of the paper
+    base = tmp_path / "base"
+    pipe = OSDFacePipeline.from_preset("tiny", lora=False)
+    pipe.vae.save_pretrained(base / "vae")
+    pipe.unet.save_pretrained(base / "unet")
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path / "run", base=str(base),
+                                    unet_training="lora", gan_weight=0.1))
+    unet = trainer.accelerator.unwrap_model(trainer.unet)
+    modules = {"unet": unet, "vae": trainer.vae, "vre": trainer.vre, "disc": trainer.disc}
+    before = {k: _snapshot(m) for k, m in modules.items()}
+    trainer.training_step(_batch(trainer))
+    changed = {k: _changed(before[k], _snapshot(m)) for k, m in modules.items()}
+    assert changed["unet"] and all("lora_" in n for n in changed["unet"])
+    assert changed["vre"] and all(n.startswith("projector.") for n in changed["vre"])
+    assert not changed["vae"]
+    assert changed["disc"]  # the discriminator step ran (gan_start 0)
+
+
+def test_generator_full_with_decoder_keeps_the_encoder_frozen(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, train_vae_decoder=True, gan_weight=0.0))
+    before = _snapshot(trainer.vae)
+    trainer.training_step(_batch(trainer))
+    changed = _changed(before, _snapshot(trainer.vae))
+    assert any(n.startswith("decoder.") for n in changed)
+    assert not any(n.startswith(("encoder.", "quant_conv.")) for n in changed)
+
+
+def test_generator_overfits_a_fixed_batch(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, learning_rate=1e-3, gan_weight=0.0,
+                                    train_vae_decoder=True))
+    batch = _batch(trainer)
+    first = trainer.training_step(batch)["l2"]
+    for _ in range(40):
+        trainer.micro_step += 1
+        last = trainer.training_step(batch)["l2"]
+    assert last < first / 5, (first, last)
+
+
+def test_generator_resume_reproduces_the_run_exactly(face_folder, stage_inputs, tmp_path):
+    kw = dict(max_steps=3, save_every=2, gan_weight=0.1, train_vae_decoder=True, log_every=1)
+    straight = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path / "a", **kw))
+    straight.train()
+    first = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path / "b", **kw))
+    first.train(max_steps=2)  # stops with a checkpoint at step 2
+    resumed = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path / "b", **kw))
+    resumed.train(resume="latest")
+    assert resumed.step == 3
+    for name in ("unet", "projector", "disc"):
+        a = _snapshot(straight.accelerator.unwrap_model(getattr(straight, name)))
+        b = _snapshot(resumed.accelerator.unwrap_model(getattr(resumed, name)))
+        assert not _changed(a, b), f"{name} differs after resume"
+    assert not _changed(_snapshot(straight.vae), _snapshot(resumed.vae))
+    log_a, log_b = read_log(tmp_path / "a" / "logs.csv"), read_log(tmp_path / "b" / "logs.csv")
+    assert log_a["l2"] == log_b["l2"]  # the resumed log continues the same curve
+
+
+def test_generator_export_loads_as_a_pipeline(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, max_steps=1, gan_weight=0.0))
+    final = trainer.train()
+    pipe = OSDFacePipeline.from_pretrained(final)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expect = trainer.predict(x * 2 - 1)
+    torch.testing.assert_close(pipe(x, output_type="pt") * 2 - 1, expect.clamp(-1, 1), atol=2e-5, rtol=0)
+
+
+def test_missing_inputs_give_one_clear_error(face_folder, stage_inputs, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-vre"):
+        make_trainer(_cfg("generator", face_folder, tmp_path, vre=str(tmp_path / "nope"),
+                          base=str(stage_inputs / "base")))
+    with pytest.raises(ValueError, match="crop_size"):
+        make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, identity_weight=0.1, crop_size=32))
+
+
+def test_cli_trains_each_stage(face_folder, tmp_path, capsys):
+    from osdface.cli import main
+
+    common = ["--config", "tiny", "--data", str(face_folder), "--max-steps", "1"]
+    assert main(["train-vae", *common, "--output-dir", str(tmp_path / "vae")]) == 0
+    assert main(["train-vre", *common, "--output-dir", str(tmp_path / "vre"), "--set", "hq_steps=1",
+                 "--set", "lq_steps=0", "--set", "assoc_steps=0"]) == 0
+    assert main(["train", *common, "--output-dir", str(tmp_path / "gen"), "--vre", str(tmp_path / "vre/final"),
+                 "--base", str(tmp_path / "vae/final")]) == 0
+    assert (tmp_path / "gen/final/osdface_config.json").is_file()
+    capsys.readouterr()
+    assert main(["train", "--config", "tiny", "--print-config", "--set", "gan_weight=0.3"]) == 0
+    assert "gan_weight: 0.3" in capsys.readouterr().out
+    assert main(["train", "--config", "nope"]) == 2
