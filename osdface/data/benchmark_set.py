@@ -204,9 +204,13 @@ def build_benchmark_set(input_dir: str | os.PathLike, output_dir: str | os.PathL
             for job in jobs:
                 handle(job, _process_one(job))
         else:
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs)), initializer=_init_worker) as ex:
+            # "spawn", not fork: forking a process that runs other threads (a web server, torch's pools) can
+            # deadlock the children on a lock held at fork time (seen with the Gradio demo's tests in one process)
+            with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs)), initializer=_init_worker,
+                                     mp_context=multiprocessing.get_context("spawn")) as ex:
                 for job, outcome in zip(jobs, ex.map(_process_one, jobs, chunksize=4)):
                     handle(job, outcome)
     finally:
