@@ -16,25 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import _err, _pick_device  # one device check and error format for every command
+
 __all__ = ["add_eval_parsers", "cmd_eval", "cmd_evaluate_model"]
-
-
-def _err(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _device(name: str):
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch here; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: Apple-silicon MPS is not available here; use --device cpu")
-    return torch.device(name)
 
 
 def _finish(report, out, compare_paper, quiet=False) -> int:
@@ -75,7 +63,7 @@ def cmd_eval(args) -> int:
     from .weights import MetricUnavailable
 
     try:
-        device = _device(args.device)
+        device = _pick_device(args.device)
         if args.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
         if args.save_fid_stats:
@@ -113,7 +101,7 @@ def cmd_evaluate_model(args) -> int:
     from .image_sets import EvalInputError
 
     try:
-        device = _device(args.device)
+        device = _pick_device(args.device)
         if args.dtype == "fp16" and device.type == "cpu":
             raise ValueError("--dtype fp16 needs a GPU; on a CPU use --dtype bf16 (or fp32)")
         if args.batch_size < 1:
