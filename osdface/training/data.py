@@ -22,7 +22,7 @@ def is_pairs_folder(path: str | Path) -> bool:
     return (Path(path) / "lq").is_dir() and (Path(path) / "hq").is_dir()
 
 
-def build_datasets(cfg: TrainConfig, seed_offset: int = 0) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     """(train, validation) datasets from ``cfg.data``; validation uses a fixed degradation seed (epoch 0)."""
     if not cfg.data:
         raise ValueError("no training data: set data (a folder of HQ face images, or a prepared pairs folder with "
@@ -42,7 +42,7 @@ def build_datasets(cfg: TrainConfig, seed_offset: int = 0) -> tuple[Dataset, Dat
         raise ValueError(f"{root}: the split left no training images ({len(files)} images, "
                          f"val_fraction {cfg.val_fraction})")
     deg = DegradationConfig(**cfg.degradation) if cfg.degradation else DegradationConfig()
-    train = PairedFaceDataset(train_files, cfg.resolution, deg, flip=True, seed=cfg.seed + seed_offset)
+    train = PairedFaceDataset(train_files, cfg.resolution, deg, flip=True, seed=cfg.seed)
     val = PairedFaceDataset(val_files or train_files[:1], cfg.resolution, deg, flip=False, seed=10_000 + cfg.seed)
     return train, val
 
