@@ -100,6 +100,15 @@ def test_yaml_round_trip_and_unknown_keys(tmp_path):
     assert isinstance(vre, VRETrainConfig) and vre.max_steps == 18
 
 
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-3 as a string; --set learning_rate=1e-3 and YAML files must still give a float
+    (tmp_path / "v.yaml").write_text("stage: vae\nlearning_rate: 1e-3\nmax_steps: '20'\n")
+    cfg = get_train_config("vae", str(tmp_path / "v.yaml"), kl_weight="2e-6")
+    assert cfg.learning_rate == 1e-3 and cfg.max_steps == 20 and cfg.kl_weight == 2e-6
+    with pytest.raises(ValueError, match="learning_rate: 'fast' is not a number"):
+        get_train_config("vae", "nano", learning_rate="fast")
+
+
 # --------------------------------------------------------------------------------------------------- stage 0
 def test_vae_stage_trains_and_exports_a_scaled_vae(face_folder, tmp_path):
     trainer = make_trainer(_cfg("vae", face_folder, tmp_path, max_steps=2, log_every=1))

@@ -25,6 +25,20 @@ from typing import Any
 import yaml
 
 
+def _coerce_numbers(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn strings into numbers for float/int fields, or say which
+    option has a value that is not a number."""
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        kind = str(f.type).split("|")[0].strip()
+        if f.name in out and isinstance(out[f.name], str) and kind in ("float", "int"):
+            try:
+                out[f.name] = float(out[f.name]) if kind == "float" else int(out[f.name])
+            except ValueError:
+                raise ValueError(f"{f.name}: {out[f.name]!r} is not a number") from None
+    return out
+
+
 @dataclass
 class TrainConfig:
     preset: str = "nano"  # model preset (osdface.configs.PRESETS): architecture of what is trained
@@ -72,7 +86,7 @@ class TrainConfig:
         for f in dataclasses.fields(cls):  # YAML has no tuples: restore the fields whose default is one
             if f.name in data and isinstance(data[f.name], list) and isinstance(f.default, tuple):
                 data[f.name] = tuple(data[f.name])
-        return cls(**data)
+        return cls(**_coerce_numbers(cls, data))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
@@ -83,7 +97,7 @@ class TrainConfig:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown {type(self).__name__} option(s): {', '.join(unknown)}")
-        return dataclasses.replace(copy.deepcopy(self), **changes)
+        return dataclasses.replace(copy.deepcopy(self), **_coerce_numbers(type(self), changes))
 
     stage = "base"
 
