@@ -8,6 +8,8 @@ the command line trains and writes a loadable model folder.
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,30 @@ def test_vae_stage_trains_and_exports_a_scaled_vae(face_folder, tmp_path):
     assert vae.config.scaling_factor == pytest.approx(trainer.measure_scaling_factor(), rel=1e-5)
     logs = read_log(tmp_path / "logs.csv")
     assert logs["step"][:2] == [1.0, 2.0] and np.isfinite(logs["l1"][:2]).all()
+
+
+def test_vae_stage_hq_only_reconstructs_only_hq(face_folder, tmp_path):
+    trainer = make_trainer(_cfg("vae", face_folder, tmp_path, max_steps=1, train_on_lq=False))
+    seen = []
+    encode = trainer.vae.encode
+    trainer.vae.encode = lambda x: (seen.append(x.shape[0]), encode(x))[1]
+    trainer.train()
+    assert seen[0] == trainer.cfg.batch_size  # HQ only; with train_on_lq (the default) it is 2 × batch
+
+
+def test_cosine_lr_schedule_warms_up_then_decays_to_the_floor(face_folder, tmp_path):
+    cfg = _cfg("vae", face_folder, tmp_path, max_steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
+    trainer = make_trainer(cfg)
+    lam = [trainer.lr_lambda(s) for s in range(12)]
+    assert lam[0] == pytest.approx(0.5) and lam[1] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lam[1:], lam[2:]))  # never rises after the warm-up
+    assert lam[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert lam[10] == pytest.approx(0.1) and lam[11] == pytest.approx(0.1)
+    trainer.train()
+    assert trainer.sched.get_last_lr()[0] == pytest.approx(cfg.learning_rate * 0.1)
+    assert make_trainer(cfg.replace(lr_schedule="constant")).lr_lambda(9) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        make_trainer(cfg.replace(lr_schedule="linear"))
 
 
 # --------------------------------------------------------------------------------------------------- stage 1

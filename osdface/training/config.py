@@ -57,6 +57,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_betas: tuple = (0.9, 0.999)
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # "constant" | "cosine" (after the warm-up, down to min_lr_ratio·lr at max_steps)
+    min_lr_ratio: float = 0.1
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (accelerate)
     seed: int = 0
@@ -111,6 +113,9 @@ class VAETrainConfig(TrainConfig):
     perceptual_weight: float = 0.0  # DISTS on the reconstruction; needs --dists-weights
     dists_weights: str | None = None
     scaling_samples: int = 64  # HQ images used to measure the latent std
+    # also reconstruct the degraded LQ crops, so the encoder sees what stage 2 feeds it. False: HQ only, as SD's VAE
+    # was trained (on clean images); the decoder's capacity then goes to faces, not to reproducing noise and JPEG blocks
+    train_on_lq: bool = True
     stage = "vae"
 
 

@@ -70,6 +70,8 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
                                                       gradient_accumulation_steps=cfg.gradient_accumulation_steps)
         set_seed(cfg.seed)  # model initialisation; per-step randomness uses step_generator
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {cfg.lr_schedule!r}")
         self.out = Path(cfg.output_dir)
         self.device = self.accelerator.device
         self.train_set, self.val_set = build_datasets(cfg)
@@ -104,7 +106,14 @@ class Trainer:
         return step_generator(self.cfg.seed + self.accelerator.process_index * 7, self.micro_step, salt)
 
     def lr_lambda(self, step: int) -> float:
-        return min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps > 0 else 1.0
+        """LR multiplier at ``step``: linear warm-up, then constant or a cosine down to ``min_lr_ratio`` at
+        ``max_steps`` (a decaying LR settles an L2-trained model onto a lower loss at the end of a short run)."""
+        cfg = self.cfg
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+        if cfg.lr_schedule == "constant":
+            return warm
+        progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)))
+        return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def make_optimizer(self, params, lr: float):
         params = [p for p in params if p.requires_grad]

@@ -45,7 +45,7 @@ class VAETrainer(Trainer):
 
     def training_step(self, batch: dict) -> dict[str, float]:
         lq, hq = random_crop_pair(batch["lq"], batch["hq"], self.cfg.crop_size, self.generator(), 8)
-        x = torch.cat([hq, lq])
+        x = torch.cat([hq, lq]) if self.cfg.train_on_lq else hq
         with self.accelerator.accumulate(self.vae):
             with self.accelerator.autocast():
                 dist = self.vae.encode(x).latent_dist
