@@ -194,7 +194,9 @@ def channels_last_for(args, device: torch.device, dtype: torch.dtype) -> bool:
 
 def size_multiple(pipe: OSDFacePipeline) -> int:
     """Input sides must be multiples of this: the VAE downsamples by 2^(levels-1), the UNet by 2^(levels-1) more."""
-    vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    from osdface.models.tiled_vae import vae_factor as factor_of
+
+    vae_factor = factor_of(pipe.vae)
     unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     return vae_factor * unet_factor
 

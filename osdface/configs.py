@@ -48,21 +48,21 @@ SD21_VRE = dict(  # the release's VRE (official_checkpoint_layout.json)
     n_codes=1024, code_dim=512, num_tokens=77, prompt_dim=1024,
 )
 
-# nano: the design at CPU size. A 4x-down VAE with 16 latent channels (128x128x16 for a 512 face: a VAE this small,
-# trained briefly, must not be the bottleneck; SD3/FLUX also moved to 16 channels)
-# without mid-block attention (16,384-token self-attention at 128x128 would dominate the cost), 16 channels at full
-# resolution; a 3-level UNet whose (cross-)attention runs only at 32x32. ≈ 0.4 s (bf16) / 0.6 s (fp32) per 512² face
-# on 2 CPU cores (benchmarks/speed.py). scaling_factor is set by VAE training (1 / std of the training latents).
+# nano: the design at CPU size. Its VAE is a PatchVAE (osdface/models/patch_vae.py): the whitened PCA of 4×4 RGB
+# patches, 16 latent channels (128×128×16 for a 512² face; SD3/FLUX also use 16), fitted in closed form, plus a
+# residual conv decoder trained in stage 2. A from-scratch convolutional AutoencoderKL of nano size reached only
+# 21–23 dB after 20 CPU minutes; the PCA code reconstructs the validation faces at 46 dB. The UNet has 3 levels,
+# (cross-)attention only at 32×32, and GroupNorm groups of 4 channels (with 1 channel per group a norm layer removes
+# each channel's per-image mean, i.e. brightness and colour). Timings: benchmarks/speed.py, the README's table.
 NANO_UNET = dict(
     sample_size=128, in_channels=16, out_channels=16, layers_per_block=1, block_out_channels=(32, 64, 128),
     down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    cross_attention_dim=1024, attention_head_dim=8, use_linear_projection=True, norm_num_groups=32,
+    cross_attention_dim=1024, attention_head_dim=8, use_linear_projection=True, norm_num_groups=8,
 )
-NANO_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(16, 32, 64), layers_per_block=1,
-    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-    norm_num_groups=16, sample_size=512, scaling_factor=1.0, mid_block_add_attention=False,
+NANO_VAE = dict(  # osdface.models.patch_vae: whitened PCA of 4×4 patches + a learned residual decoder
+    _class_name="PatchVAE", in_channels=3, out_channels=3, latent_channels=16, patch_size=4, decoder_width=64,
+    decoder_blocks=4, scaling_factor=1.0, sample_size=512,
 )
 NANO_VRE = dict(
     ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, attn_resolutions=(16,), resolution=128, z_channels=64,

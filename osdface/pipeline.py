@@ -33,7 +33,7 @@ from . import image_io
 from .configs import OSDFaceConfig, get_preset
 from .hub import MissingWeightsError, load_base_component, resolve_model_folder
 from .model_card import make_model_card
-from .models import OneStepGenerator, VisualRepresentationEmbedder
+from .models import OneStepGenerator, VisualRepresentationEmbedder, build_vae, vae_class_of
 from .models import lora as lora_utils
 
 OutputType = Literal["pil", "np", "pt"]
@@ -75,7 +75,7 @@ class OSDFacePipeline:
         config = preset if isinstance(preset, OSDFaceConfig) else get_preset(preset, **overrides)
         torch.manual_seed(seed)
         vre = VisualRepresentationEmbedder(**config.vre)
-        vae = AutoencoderKL(**config.vae)
+        vae = build_vae(config.vae)
         unet = UNet2DConditionModel(**config.unet)
         if lora:
             lora_utils.add_lora(unet, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
@@ -109,7 +109,7 @@ class OSDFacePipeline:
             return load_base_component(cls_, config.base_model, sub, local_files_only=local_files_only,
                                        token=token, **kw)
 
-        vae = component(AutoencoderKL, "vae")
+        vae = component(vae_class_of(folder if (folder / "vae").is_dir() else config.base_model or folder), "vae")
         unet = component(UNet2DConditionModel, "unet")
         scheduler = (DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
                      if (folder / "scheduler").is_dir() else component(DDIMScheduler, "scheduler"))

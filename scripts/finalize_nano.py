@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", required=True, help="scratch folder (new or empty)")
     p.add_argument("--install", default=None, help="write the model folder + card here (replaces it)")
     p.add_argument("--training-note", default="", help="training facts for the card (steps, wall time, machine)")
+    p.add_argument("--limits-note", default="", help="what limits this model (training time, weakest part)")
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args(argv)
 
@@ -101,9 +102,8 @@ def main(argv=None) -> int:
             f"Against the degraded input (numbers above): SSIM {d('SSIM'):+.3f}, landmark distance "
             f"{d('LMD'):+.2f} px, luminance PSNR {d('PSNR'):+.2f} dB, RGB PSNR {d('PSNR-RGB'):+.2f} dB; the "
             f"training issue's aim is ≥ +1.5 dB over bicubic, which this model "
-            f"{'reaches' if d('PSNR') >= 1.5 and d('PSNR-RGB') >= 1.5 else 'does NOT reach'}. It was trained for "
-            "about an hour on 2 CPU cores and its validation PSNR was still rising; the VAE (trained from scratch "
-            "here) is its weakest part. Trained with L2 only (no perceptual or identity network was available "
+            f"{'reaches' if d('PSNR') >= 1.5 and d('PSNR-RGB') >= 1.5 else 'does NOT reach'}. "
+            + (args.limits_note + " " if args.limits_note else "") + "Trained with L2 only (no perceptual or identity network was available "
             "offline), it regresses to the mean: outputs are smooth rather than detailed, fine texture (pores, "
             "hair strands) is not invented, and identity is not guaranteed. "
             "Trained on a few hundred mostly frontal celebrity faces: expect worse results on other "
@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     install = Path(args.install)
     tmp = install.with_name(install.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, license_name="non-commercial-research",
+    pipe.save_pretrained(tmp, repo_id=args.install,  # the card's usage lines name the final folder, not tmp
+                         license_name="non-commercial-research",
                          license_link="https://github.com/NVlabs/ffhq-dataset/blob/master/LICENSE.txt")
     shutil.rmtree(install, ignore_errors=True)
     tmp.rename(install)

@@ -124,6 +124,26 @@ def test_vae_stage_trains_and_exports_a_scaled_vae(face_folder, tmp_path):
     assert logs["step"][:2] == [1.0, 2.0] and np.isfinite(logs["l1"][:2]).all()
 
 
+def test_nano_vae_stage_is_the_closed_form_pca_fit(face_folder, tmp_path):
+    from osdface.models import PatchVAE
+    cfg = get_train_config("vae", "nano", data=str(face_folder), output_dir=str(tmp_path), resolution=64,
+                           crop_size=None, num_workers=0, val_every=0, save_every=0, scaling_samples=8)
+    assert cfg.max_steps == 0  # nano: the fit is the whole stage
+    trainer = make_trainer(cfg)
+    vae = PatchVAE.from_pretrained(trainer.train() / "vae")
+    hq = torch.stack([trainer.train_set[i]["hq"] for i in range(8)]) * 2 - 1
+    with torch.no_grad():
+        recon = vae(hq).sample
+    mse = float(((recon - hq) ** 2).mean())
+    assert 10 * math.log10(4 / mse) > 28  # sharp-edged synthetic faces; real faces: ≈ 47 dB
+    assert vae.config.scaling_factor == pytest.approx(1.0, abs=1e-3)  # whitened
+    # gradient steps after the fit train the residual decoder (zero at the start)
+    trainer = make_trainer(cfg.replace(max_steps=1, output_dir=str(tmp_path / "steps")))
+    assert trainer.vae.decoder.conv_out.weight.abs().sum() == 0
+    trainer.train()
+    assert trainer.vae.decoder.conv_out.weight.abs().sum() > 0
+
+
 def test_vae_stage_hq_only_reconstructs_only_hq(face_folder, tmp_path):
     trainer = make_trainer(_cfg("vae", face_folder, tmp_path, max_steps=1, train_on_lq=False))
     seen = []

@@ -30,7 +30,8 @@ def warmup_cases() -> list[Case]:
 
     cases = []
     for step, warm in [(0, 0), (5, 0), (0, 10), (4, 10), (9, 10), (10, 10), (250, 100), (0, 1)]:
-        expected = Trainer.lr_lambda(SimpleNamespace(cfg=SimpleNamespace(warmup_steps=warm)), step)
+        cfg = SimpleNamespace(warmup_steps=warm, lr_schedule="constant")  # the warm-up alone (no decay)
+        expected = Trainer.lr_lambda(SimpleNamespace(cfg=cfg), step)
         cases.append(Case((step, warm), np.float64(expected), f"step {step}, warmup_steps {warm}"))
     return cases
 

@@ -119,7 +119,7 @@ class OneStepGenerator(nn.Module):
         if prompt_embeds is None:
             prompt_embeds = self.vre(x.to(self.vre.dtype))
         b, _, h, w = x.shape
-        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        f = vae_factor(self.vae)
         z = torch.randn((b, self.unet.config.in_channels, h // f, w // f), generator=generator,
                         device=x.device if generator is None else generator.device, dtype=self.dtype).to(x.device)
         for z in self.ddim_steps(z, prompt_embeds, scheduler, num_steps):

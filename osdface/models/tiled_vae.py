@@ -41,8 +41,10 @@ class TileConfig:
 
 
 def vae_factor(vae) -> int:
-    """Pixels per latent cell: the VAE downsamples by 2 at every level but the last."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
+    """Pixels per latent cell: a PatchVAE's patch size; an AutoencoderKL downsamples by 2 at every level but the
+    last."""
+    patch = getattr(vae.config, "patch_size", None)
+    return int(patch) if patch else 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -182,15 +182,20 @@ STAGES = {"vae": VAETrainConfig, "vre": VRETrainConfig, "generator": GeneratorTr
 _NANO_COMMON = dict(preset="nano", resolution=512, crop_size=128, num_workers=1, log_every=10, val_every=250)
 TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
     "nano": {
-        "vae": VAETrainConfig(**_NANO_COMMON, batch_size=4, max_steps=800, learning_rate=3e-4, save_every=200),
+        # PatchVAE: the closed-form PCA fit is the whole stage (its residual decoder trains in stage 2)
+        "vae": VAETrainConfig(**_NANO_COMMON, batch_size=4, max_steps=0, learning_rate=1e-4, save_every=200),
         "vre": VRETrainConfig(**{**_NANO_COMMON, "crop_size": None}, batch_size=8, learning_rate=2e-4,
                               hq_steps=200, lq_steps=150, assoc_steps=150, save_every=100,
                               disc_ndf=32, disc_layers=2),
-        "generator": GeneratorTrainConfig(**_NANO_COMMON, batch_size=8, max_steps=2500, learning_rate=2e-4,
+        # whole 512² faces (crops change the UNet's GroupNorm statistics and attention length between training and
+        # inference); L2 only: λ_G = 0, as the discriminator pass would cost a third of a CPU step and trade PSNR
+        # for texture (--set gan_weight=0.02 turns the latent GAN on)
+        "generator": GeneratorTrainConfig(**{**_NANO_COMMON, "crop_size": None, "val_every": 200}, batch_size=1,
+                                          max_steps=5000,
+                                          learning_rate=3e-4, lr_schedule="cosine", warmup_steps=50,
                                           unet_training="full", train_vae_decoder=True, ea_dists_weight=0.0,
-                                          identity_weight=0.0, gan_weight=0.02, gan_start=1000,
-                                          disc_learning_rate=1e-4,
-                                          save_every=500),
+                                          identity_weight=0.0, gan_weight=0.0, disc_learning_rate=1e-4,
+                                          save_every=200),
     },
     # sd21: the paper's model on GPUs (FFHQ 512², whole faces). Batch/lr/steps are not published: these are starting
     # points (DMD2/OSEDiff-style one-step LoRA trainings use lr 5e-5, batch 16 for tens of thousands of steps).

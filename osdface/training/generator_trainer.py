@@ -32,6 +32,8 @@ from ..hub import MissingWeightsError, load_base_component
 from ..models import OneStepGenerator, VisualRepresentationEmbedder
 from ..models import lora as lora_utils
 from ..models.one_step import x0_from_eps
+from ..models.patch_vae import vae_class_of
+from ..models.tiled_vae import vae_factor
 from .config import GeneratorTrainConfig
 from .data import random_crop_pair
 from .trainer import Trainer, finite
@@ -74,7 +76,7 @@ class GeneratorTrainer(Trainer):
         if not base:
             raise ValueError(f"preset {cfg.preset!r} has no pretrained base: train its VAE first "
                              "(osdface train-vae) and pass that run's final/ folder as --base")
-        vae = _component(AutoencoderKL, base, "vae")
+        vae = _component(vae_class_of(base), base, "vae")
         if vae is None:
             raise MissingWeightsError(f"{base} has no vae/: pass an SD base or train-vae's output_dir/final")
         unet = _component(UNet2DConditionModel, base, "unet")
@@ -146,7 +148,7 @@ class GeneratorTrainer(Trainer):
         self.vae, self.vre = vae, vre
         self.one_step = OneStepGenerator(vae, acc.unwrap_model(self.unet), vre, sched.alphas_cumprod,
                                          preset.timestep, "mode")
-        self.multiple = 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.multiple = vae_factor(vae) * 2 ** (len(unet.config.block_out_channels) - 1)
 
     # -- the two steps ----------------------------------------------------------------------------------------------
     def restore(self, z_lq: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
