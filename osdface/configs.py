@@ -77,6 +77,8 @@ class OSDFaceConfig:
     timestep: int = 399  # the fixed timestep of the one step (paper)
     process_size: int = 512  # aligned faces are restored at process_size² (FFHQ alignment)
     latent_mode: str = "mode"  # "mode" (deterministic) or "sample" (the release samples, seed 114)
+    # ε̂ = UNet(z) + k·z so that a zero UNet output returns its input (models/one_step.py); nano only, not the paper
+    identity_skip: bool = False
     lora_rank: int = 16
     lora_alpha: float = 16.0
     vre: dict = field(default_factory=lambda: dict(SD21_VRE))
@@ -123,7 +125,7 @@ TINY_VAE = dict(
 PRESETS: dict[str, OSDFaceConfig] = {
     "sd21": OSDFaceConfig(preset="sd21", unet=dict(SD21_UNET), vae=dict(SD21_VAE), license="other"),
     "nano": OSDFaceConfig(preset="nano", base_model=None, vre=dict(NANO_VRE), unet=dict(NANO_UNET),
-                          vae=dict(NANO_VAE), lora_rank=8, lora_alpha=8.0, license="apache-2.0"),
+                          vae=dict(NANO_VAE), lora_rank=8, lora_alpha=8.0, license="apache-2.0", identity_skip=True),
     "tiny": OSDFaceConfig(preset="tiny", base_model=None, vre=dict(TINY_VRE), unet=dict(TINY_UNET),
                           vae=dict(TINY_VAE), process_size=64, lora_rank=4, lora_alpha=8.0, license="apache-2.0"),
 }

@@ -64,7 +64,8 @@ class OSDFacePipeline:
     def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, vre: VisualRepresentationEmbedder,
                  scheduler: DDIMScheduler, config: OSDFaceConfig):
         self.vae, self.unet, self.vre, self.scheduler, self.config = vae, unet, vre, scheduler, config
-        self.model = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, config.timestep, config.latent_mode)
+        self.model = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, config.timestep, config.latent_mode,
+                                      identity_skip=config.identity_skip)
         self.model.eval()
 
     # ------------------------------------------------------------------------------------------------------ building

@@ -1,7 +1,9 @@
 """The one-step generator: ᾱ_399, x0 from epsilon, encode modes, shapes, batching, and the DDIM baseline."""
 
 import math
+from types import SimpleNamespace
 
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
@@ -103,3 +105,40 @@ def test_ddim_steps_leave_the_callers_scheduler_alone(tiny_pipe):
         first_two = [s for s, _ in zip(tiny_pipe.model.ddim_steps(z, c, sched, 10), range(2))]
     assert len(first_two) == 2 and first_two[0].shape == z.shape
     assert (None if sched.num_inference_steps is None else list(sched.timesteps)) == before
+
+
+def test_identity_skip_gain_makes_eps_of_k_z_return_z():
+    from osdface.models.one_step import identity_skip_gain
+    a = 0.4260861277580261
+    k = identity_skip_gain(a)
+    assert k == pytest.approx(0.4584, abs=1e-4)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(x0_from_eps(z, k * z, a), z, atol=1e-6)
+
+
+class ZeroUNet(torch.nn.Module):
+    def forward(self, z, t, encoder_hidden_states):
+        return SimpleNamespace(sample=torch.zeros_like(z))
+
+
+def test_identity_skip_with_a_zero_unet_output_returns_the_input_and_round_trips(tiny_pipe, tmp_path):
+    from osdface import OSDFacePipeline
+    pipe = OSDFacePipeline(tiny_pipe.vae, tiny_pipe.unet, tiny_pipe.vre, tiny_pipe.scheduler,
+                           tiny_pipe.config.replace(identity_skip=True))
+    gen = pipe.model
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = gen.encode(x)
+        c = gen.vre(x)
+        eps = gen.unet(z, 399, encoder_hidden_states=c).sample
+        # ε̂ = UNet + k·z, then the paper's x0 formula
+        expected = x0_from_eps(z, eps + gen.skip_gain * z, gen.alpha_bar)
+        assert torch.allclose(gen.restore_latent(z, c), expected, atol=1e-6)
+        assert not torch.allclose(tiny_pipe.model.restore_latent(z, c), expected, atol=1e-3)  # the paper's: no skip
+        unet = gen.unet
+        gen.unet = ZeroUNet()
+        assert torch.allclose(gen.restore_latent(z, c), z, atol=1e-6)  # zero UNet output: the input latent
+        gen.unet = unet
+    pipe.save_pretrained(tmp_path / "m")
+    assert OSDFacePipeline.from_pretrained(tmp_path / "m").model.identity_skip
+    assert not tiny_pipe.model.identity_skip

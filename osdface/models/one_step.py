@@ -30,20 +30,31 @@ def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch
     return out.to(z_t.dtype)
 
 
+def identity_skip_gain(alpha_bar: float) -> float:
+    """k with x0_from_eps(z, k·z, ᾱ) = z: k = (1 − √ᾱ) / √(1 − ᾱ) (0.458 at t = 399)."""
+    return (1.0 - math.sqrt(alpha_bar)) / math.sqrt(1.0 - alpha_bar)
+
+
 class OneStepGenerator(nn.Module):
     """Holds the VAE, the UNet (with its LoRA, fused or not) and the VRE, and runs the one step.
 
     ``alphas_cumprod`` is the scheduler's table (float32 in diffusers, as the release used it); ᾱ_t is read from
     it once and kept as a Python float64, so nothing is recomputed per call.
+
+    ``identity_skip`` (not in the paper; presets trained from scratch, e.g. nano): ε̂ = UNet(z) + k·z with
+    k = (1 − √ᾱ)/√(1 − ᾱ), so that a UNet output of 0 returns the input latent (ẑ_0 = z_L) and the UNet learns the
+    correction (global residual learning, as in VDSR). The paper's formula is ``identity_skip=False``.
     """
 
     def __init__(self, vae, unet, vre, alphas_cumprod: torch.Tensor, timestep: int = 399,
-                 latent_mode: Literal["mode", "sample"] = "mode"):
+                 latent_mode: Literal["mode", "sample"] = "mode", identity_skip: bool = False):
         super().__init__()
         self.vae, self.unet, self.vre = vae, unet, vre
         self.timestep = int(timestep)
         self.alpha_bar = float(alphas_cumprod.to(torch.float64)[self.timestep])
         self.latent_mode = latent_mode
+        self.identity_skip = bool(identity_skip)
+        self.skip_gain = identity_skip_gain(self.alpha_bar) if identity_skip else 0.0
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
         self.vae_tiling: TileConfig | None = None  # set by enable_vae_tiling: large inputs in bounded memory
@@ -85,7 +96,11 @@ class OneStepGenerator(nn.Module):
 
     def predict_eps(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         t = torch.full((z.shape[0],), self.timestep, device=z.device, dtype=torch.long)
-        return self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample
+        return self.add_skip(self.unet(z, t, encoder_hidden_states=prompt_embeds.to(z.dtype)).sample, z)
+
+    def add_skip(self, eps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """ε̂ + k·z with ``identity_skip`` (see the class), else ε̂ unchanged."""
+        return eps + self.skip_gain * z if self.skip_gain else eps
 
     def restore_latent(self, z_lq: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         return x0_from_eps(z_lq, self.predict_eps(z_lq, prompt_embeds), self.alpha_bar)

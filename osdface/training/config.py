@@ -191,7 +191,7 @@ TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
         # inference); L2 only: λ_G = 0, as the discriminator pass would cost a third of a CPU step and trade PSNR
         # for texture (--set gan_weight=0.02 turns the latent GAN on)
         "generator": GeneratorTrainConfig(**{**_NANO_COMMON, "crop_size": None, "val_every": 200}, batch_size=1,
-                                          max_steps=5000,
+                                          max_steps=4000,
                                           learning_rate=3e-4, lr_schedule="cosine", warmup_steps=50,
                                           unet_training="full", train_vae_decoder=True, ea_dists_weight=0.0,
                                           identity_weight=0.0, gan_weight=0.0, disc_learning_rate=1e-4,

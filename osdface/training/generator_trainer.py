@@ -85,6 +85,9 @@ class GeneratorTrainer(Trainer):
                 raise MissingWeightsError(f"{base} has no unet/ to put a LoRA on; use an SD base, or "
                                           "unet_training=full to train a UNet from scratch (nano)")
             unet = UNet2DConditionModel(**preset.unet)
+            if preset.identity_skip:  # a zero output: the untrained generator returns its input (ẑ_H = z_L)
+                torch.nn.init.zeros_(unet.conv_out.weight)
+                torch.nn.init.zeros_(unet.conv_out.bias)
         sched = _component(DDIMScheduler, base, "scheduler") or DDIMScheduler(**preset.scheduler)
         if not cfg.vre or not (Path(cfg.vre) / "config.json").is_file():
             raise FileNotFoundError(f"--vre {cfg.vre!r}: not a VRE folder (train one with osdface train-vre; use "
@@ -147,7 +150,7 @@ class GeneratorTrainer(Trainer):
             self.disc, self.d_opt, self.d_sched = acc.prepare(self.disc, d_opt, d_sched)
         self.vae, self.vre = vae, vre
         self.one_step = OneStepGenerator(vae, acc.unwrap_model(self.unet), vre, sched.alphas_cumprod,
-                                         preset.timestep, "mode")
+                                         preset.timestep, "mode", identity_skip=preset.identity_skip)
         self.multiple = vae_factor(vae) * 2 ** (len(unet.config.block_out_channels) - 1)
 
     # -- the two steps ----------------------------------------------------------------------------------------------
@@ -155,7 +158,7 @@ class GeneratorTrainer(Trainer):
         """(ẑ_H, prompt) through the prepared (possibly distributed) UNet and projector, with gradients."""
         prompt = self.projector(codes)
         t = torch.full((z_lq.shape[0],), self.one_step.timestep, device=z_lq.device, dtype=torch.long)
-        eps = self.unet(z_lq, t, encoder_hidden_states=prompt.to(z_lq.dtype)).sample
+        eps = self.one_step.add_skip(self.unet(z_lq, t, encoder_hidden_states=prompt.to(z_lq.dtype)).sample, z_lq)
         return x0_from_eps(z_lq, eps, self.one_step.alpha_bar), prompt
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
