@@ -50,6 +50,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from osdface import OSDFacePipeline
+from osdface.models.tiled_vae import vae_factor
 from osdface.pipeline import default_channels_last
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -194,11 +195,7 @@ def channels_last_for(args, device: torch.device, dtype: torch.dtype) -> bool:
 
 def size_multiple(pipe: OSDFacePipeline) -> int:
     """Input sides must be multiples of this: the VAE downsamples by 2^(levels-1), the UNet by 2^(levels-1) more."""
-    from osdface.models.tiled_vae import vae_factor as factor_of
-
-    vae_factor = factor_of(pipe.vae)
-    unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-    return vae_factor * unet_factor
+    return vae_factor(pipe.vae) * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
 
 # ------------------------------------------------------------------------------------------------ the measurements

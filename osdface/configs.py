@@ -51,7 +51,7 @@ SD21_VRE = dict(  # the release's VRE (official_checkpoint_layout.json)
 # nano: the design at CPU size. Its VAE is a PatchVAE (osdface/models/patch_vae.py): the whitened PCA of 4×4 RGB
 # patches, 16 latent channels (128×128×16 for a 512² face; SD3/FLUX also use 16), fitted in closed form, plus a
 # residual conv decoder trained in stage 2. A from-scratch convolutional AutoencoderKL of nano size reached only
-# 21–23 dB after 20 CPU minutes; the PCA code reconstructs the validation faces at 46 dB. The UNet has 3 levels,
+# 21–23 dB after 20 CPU minutes; the PCA code reconstructs the validation faces at ≈ 44 dB. The UNet has 3 levels,
 # (cross-)attention only at 32×32, and GroupNorm groups of 4 channels (with 1 channel per group a norm layer removes
 # each channel's per-image mean, i.e. brightness and colour). Timings: benchmarks/speed.py, the README's table.
 NANO_UNET = dict(

@@ -135,7 +135,7 @@ def test_nano_vae_stage_is_the_closed_form_pca_fit(face_folder, tmp_path):
     with torch.no_grad():
         recon = vae(hq).sample
     mse = float(((recon - hq) ** 2).mean())
-    assert 10 * math.log10(4 / mse) > 28  # sharp-edged synthetic faces; real faces: ≈ 47 dB
+    assert 10 * math.log10(4 / mse) > 28  # sharp-edged synthetic faces; real faces: ≈ 44 dB
     assert vae.config.scaling_factor == pytest.approx(1.0, abs=1e-3)  # whitened
     # gradient steps after the fit train the residual decoder (zero at the start)
     trainer = make_trainer(cfg.replace(max_steps=1, output_dir=str(tmp_path / "steps")))

@@ -8,6 +8,7 @@ from .vq_encoder import AttnBlock, Downsample, ResnetBlock, VQEncoder
 from .vre import VisualRepresentationEmbedder
 
 __all__ = [
-    "AttnBlock", "Codebook", "Downsample", "OneStepGenerator", "PatchVAE", "PromptProjector", "PromptTokens", "ResnetBlock",
-    "VQEncoder", "VisualRepresentationEmbedder", "build_vae", "vae_class_of", "select_unique_codes", "squared_distances", "x0_from_eps",
+    "AttnBlock", "Codebook", "Downsample", "OneStepGenerator", "PatchVAE", "PromptProjector", "PromptTokens",
+    "ResnetBlock", "VQEncoder", "VisualRepresentationEmbedder", "build_vae", "select_unique_codes",
+    "squared_distances", "vae_class_of", "x0_from_eps",
 ]

@@ -4,7 +4,7 @@ OSDFace works in the latent space of SD 2.1's VAE, which was pretrained on billi
 no pretrained VAE, and a from-scratch convolutional ``AutoencoderKL`` of nano size learns slowly on 2 CPU cores:
 measured on this project's faces, 20–25 dB reconstruction PSNR after 500–1,200 steps (≈ 20 min) — below the
 degraded input itself, so no restoration could be better than that. A *linear* code of 4×4 RGB patches (48 values)
-kept to its 16 principal components reconstructs the same validation faces at ≈ 47 dB, and is fitted in seconds in
+kept to its 16 principal components reconstructs the validation faces at ≈ 44 dB (the stage-0 log), and is fitted in seconds in
 closed form. So nano's VAE is that code, with the same interface and latent shape (16 × H/4 × W/4):
 
     encode:  x (B, 3, H, W) ─ pixel_unshuffle(p) → (B, 3p², H/p, W/p) ─ 1×1 conv = whitened PCA → z (B, 16, H/p, W/p)
@@ -90,7 +90,7 @@ class PatchVAE(ModelMixin, ConfigMixin):
         self,
         in_channels: int = 3,
         out_channels: int = 3,
-        latent_channels: int = 16,  # nano: 16 of the 48 values of a 4×4 RGB patch (≈ 47 dB on faces, measured)
+        latent_channels: int = 16,  # nano: 16 of the 48 values of a 4×4 RGB patch (≈ 44 dB on faces, measured)
         patch_size: int = 4,  # pixels per latent cell along a side (SD's VAE: 8; nano's UNet runs at 128² for 512²)
         decoder_width: int = 64,
         decoder_blocks: int = 4,

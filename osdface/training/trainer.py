@@ -242,7 +242,7 @@ class Trainer:
         final = self.out / "final"
         acc.wait_for_everyone()
         if self.step >= cfg.max_steps:
-            if cfg.val_every and self.step % cfg.val_every:
+            if cfg.val_every and (self.step % cfg.val_every or self.step == 0):  # (step 0: a closed-form stage)
                 logger.log(self.step, self.validate())
             if self.is_main:
                 self.export(final)

@@ -2,7 +2,7 @@
 
 SD 2.1's VAE is pretrained on billions of images; the nano preset has none, so before the two OSDFace stages its
 VAE learns to reconstruct faces. nano's :class:`~osdface.models.PatchVAE` is first fitted in closed form (whitened
-PCA of the 4×4 patches of ``scaling_samples`` HQ training faces: ≈ 47 dB on the validation faces, in seconds);
+PCA of the 4×4 patches of ``scaling_samples`` HQ training faces: ≈ 44 dB on the validation batch, in seconds;
 nano's preset stops there (``max_steps`` 0) and lets stage 2 train the decoder's residual branch. Any gradient steps
 (and an ``AutoencoderKL`` from scratch, e.g. tiny) minimise L1 + λ_kl·KL (+ λ_per·DISTS when its weights are
 available), on HQ crops and, with ``train_on_lq``, degraded LQ crops too (what stage 2 encodes). It decodes the posterior's mode (a
