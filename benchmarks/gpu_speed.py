@@ -1,7 +1,8 @@
 """The GPU speed run of issue 8, prepared as one script: fp16 / bf16, fused LoRA, channels-last, torch.compile,
 batch 1 / 4 / 8, seconds per 512² face, against the target of 15 ms per face at batch 8 on an H100.
 
-    python benchmarks/gpu_speed.py                          # on a GPU (≈ 5-8 min on an H100, compile included)
+    python benchmarks/gpu_speed.py                          # on a GPU (≈ 5 min on an H100/H200, one compile)
+    python benchmarks/gpu_speed.py --dtypes fp16 --batches 1 8 --compile-layouts nchw channels_last   # ≈ 6 min
     python benchmarks/gpu_speed.py --no-compile             # eager only (≈ 2 min)
     python benchmarks/gpu_speed.py --device cpu --quick     # smoke run of every code path: tiny model, seconds
 
@@ -11,9 +12,13 @@ What it does, in order, one JSON line per result (``--json-out`` also appends th
    sd21 shapes in fp16 for the fused check unless ``--quick``);
 2. timing of ``pipe.model(x)`` (VRE + VAE encode + UNet + VAE decode; the device is synchronised around each call)
    for every dtype x layout (default NCHW / channels-last) x batch, LoRA fused; median of ``--repeats`` after one
-   warm-up call; then the same with ``pipe.compile()`` (UNet, VAE encoder/decoder, VRE encoder) for the batches
-   in ``--compile-batches`` (each new shape compiles once; the compile time is reported);
-3. a markdown table. Random weights of the preset's shapes: speed does not depend on the weights' values.
+   warm-up call, with cuDNN autotuning (plus one baseline row without it); then the same with ``pipe.compile()``
+   (UNet, VAE encoder/decoder, VRE encoder) for ``--compile-dtypes`` x ``--compile-layouts`` x
+   ``--compile-batches`` (each new setting compiles once; the compile time is reported);
+3. end to end: ``pipe(8 PIL images)`` -> PIL (8-bit I/O) and ``pipe(float tensors, output_type="pt")``, host
+   conversion and copies included, next to the model-only time;
+4. a markdown table. Random weights of the preset's shapes: speed does not depend on the weights' values.
+   Results of 2026-11-27 (H100, H200): ``benchmarks/results/*.jsonl`` and the README's speed section.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ def parse_args(argv=None):
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile-batches", nargs="+", type=int, default=[8])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: torch's default)")
+    p.add_argument("--compile-dtypes", nargs="+", default=None, choices=list(DTYPES),
+                   help="dtypes timed compiled (default: the first of --dtypes; each dtype recompiles)")
+    p.add_argument("--compile-layouts", nargs="+", default=None, choices=["nchw", "channels_last"],
+                   help="layouts timed compiled (default: the faster in eager mode at the largest batch)")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                   help="cuDNN autotuning for the fixed 512² shapes (one eager row is also timed without it)")
+    p.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time pipe(images) on PIL images: host conversion and copies included")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny preset at 64², batches 1 2, 1 repeat, compile off, fp16 dropped on a CPU")
     p.add_argument("--json-out", type=Path, default=None)
@@ -55,6 +68,7 @@ def parse_args(argv=None):
         args.compile_batches = [2]
     if args.device.startswith("cpu"):
         args.dtypes = [d for d in args.dtypes if d != "fp16"] or ["fp32"]
+    args.compile_dtypes = [d for d in (args.compile_dtypes or args.dtypes[:1]) if d in args.dtypes] or args.dtypes[:1]
     if min(args.batches + [args.repeats]) < 1:
         p.error("--batches and --repeats must be >= 1")
     return args
@@ -154,7 +168,7 @@ def main(argv=None) -> list[dict]:
         else:
             pipe.fuse_lora()
 
-        def time_case(dtype: str, layout: str, compiled: bool, batch: int, first_extra: str):
+        def time_case(dtype: str, layout: str, compiled: bool, batch: int, first_extra: str, note: str = ""):
             x = inputs[batch].to(DTYPES[dtype])
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -162,30 +176,59 @@ def main(argv=None) -> list[dict]:
             peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
             rec = dict(check="speed", preset=args.preset, device=device.type, dtype=dtype, layout=layout,
                        compiled=compiled, batch=batch, size=size, seconds_per_face=med / batch,
-                       first_call_seconds=first, peak_memory_mb=peak, repeats=args.repeats)
+                       first_call_seconds=first, peak_memory_mb=peak, repeats=args.repeats,
+                       cudnn_benchmark=torch.backends.cudnn.benchmark, note=note)
             if compiled:
                 rec[first_extra] = first - med
             report(**rec)
             rows.append(rec)
 
+        if device.type == "cuda" and args.cudnn_benchmark:  # the baseline of issue 2: no autotuning, NCHW
+            torch.backends.cudnn.benchmark = False
+            time_case(args.dtypes[0], "nchw", False, max(args.batches), "", note="baseline: no cuDNN autotune")
+            torch.backends.cudnn.benchmark = True
         for dtype in args.dtypes:
             pipe.to(dtype=DTYPES[dtype])
             for layout in ("nchw", "channels_last"):
                 pipe.enable_channels_last(layout == "channels_last")
                 for batch in args.batches:
                     time_case(dtype, layout, False, batch, "")
+        def end_to_end(dtype: str, layout: str, compiled: bool) -> None:
+            """pipe(8 PIL images) -> PIL (8-bit I/O: uint8 host<->device copies) and pipe(float tensors) -> "pt"
+            (float32 copies), in the pipe's current setting, against its model-only time."""
+            from PIL import Image
+            batch = max(args.batches)
+            model_only = next(r["seconds_per_face"] for r in reversed(rows) if r["batch"] == batch
+                              and r["dtype"] == dtype and r["layout"] == layout and r["compiled"] == compiled)
+            floats = [(inputs[batch][i].float().cpu() * 0.5 + 0.5).clamp(0, 1) for i in range(batch)]
+            images = [Image.fromarray((f.permute(1, 2, 0) * 255).round().byte().numpy()) for f in floats]
+            for io, call in (("PIL -> PIL", lambda: pipe(images, batch_size=batch)),
+                             ("float tensors -> pt", lambda: pipe(floats, output_type="pt", batch_size=batch))):
+                first, med = seconds_per_call(call, device, max(1, args.repeats // 2))
+                report(check="end to end", io=io, preset=args.preset, dtype=dtype, layout=layout, compiled=compiled,
+                       batch=batch, seconds_per_face=med / batch, first_call_seconds=first,
+                       model_only_seconds_per_face=model_only)
+
         if args.compile:
-            # the layout that won in eager mode at the largest batch, then compile (each dtype/shape compiles once)
+            # each layout compiles anew (default: the one that won in eager mode at the largest batch)
             eager = [r for r in rows if r["batch"] == max(args.batches)]
-            best = min(eager, key=lambda r: r["seconds_per_face"])["layout"]
-            pipe.enable_channels_last(best == "channels_last")
+            layouts = args.compile_layouts or [min(eager, key=lambda r: r["seconds_per_face"])["layout"]]
             pipe.compile(**({"mode": args.compile_mode} if args.compile_mode else {}))
-            for dtype in args.dtypes:
-                pipe.to(dtype=DTYPES[dtype])
-                for batch in args.compile_batches:
-                    if batch not in inputs:
-                        inputs[batch] = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
-                    time_case(dtype, best, True, batch, "compile_seconds")
+            for layout in layouts:
+                pipe.enable_channels_last(layout == "channels_last")
+                for dtype in args.compile_dtypes:
+                    pipe.to(dtype=DTYPES[dtype])
+                    for batch in args.compile_batches:
+                        if batch not in inputs:
+                            inputs[batch] = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
+                        time_case(dtype, layout, True, batch, "compile_seconds")
+                if args.end_to_end and max(args.batches) in args.compile_batches:
+                    end_to_end(args.compile_dtypes[-1], layout, True)
+        elif args.end_to_end:
+            best = min((r for r in rows if r["batch"] == max(args.batches)), key=lambda r: r["seconds_per_face"])
+            pipe.to(dtype=DTYPES[best["dtype"]])
+            pipe.enable_channels_last(best["layout"] == "channels_last")
+            end_to_end(best["dtype"], best["layout"], False)
 
     print()
     print(f"| device | preset | dtype | layout | compiled | batch | s/face | ≤ {TARGET_SECONDS_PER_FACE * 1e3:.0f} ms |")

@@ -552,6 +552,45 @@ def to_float_batch(
     return [to_float_tensor(images, **kw)]
 
 
+def to_model_items(
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> list[torch.Tensor]:
+    """Like :func:`to_float_batch`, but 8-bit RGB content (PIL images, uint8 HxWx3 arrays) stays a ``(3, H, W)``
+    uint8 tensor: the host->device copy then moves a quarter of the bytes, and the device divides by 255 (the
+    same float32 numbers as :func:`to_float_tensor`). Other inputs come back as its float32 tensors; the same
+    checks apply to all, with the same messages."""
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        images = [images[i] for i in range(images.shape[0])]
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        images = [images[i] for i in range(images.shape[0])]
+    elif not isinstance(images, (list, tuple)):
+        return [_to_model_item(images, "image", min_side, max_pixels)]
+    return [_to_model_item(im, f"images[{i}]", min_side, max_pixels) for i, im in enumerate(images)]
+
+
+def _to_model_item(image, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
+    if isinstance(image, Image.Image):
+        try:
+            rgb = to_rgb(image)
+        except ImageInputError as exc:
+            raise ImageInputError(exc.reason, name) from None
+        arr = np.array(rgb, dtype=np.uint8)  # a writable copy of one byte per value
+        check_size(arr.shape[1], arr.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
+        return torch.from_numpy(arr).permute(2, 0, 1)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        check_size(image.shape[1], image.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
+        return torch.from_numpy(image.copy()).permute(2, 0, 1)
+    return to_float_tensor(image, name=name, min_side=min_side, max_pixels=max_pixels)
+
+
+def unit_float(t: torch.Tensor) -> torch.Tensor:
+    """An item of :func:`to_model_items` (or a batch of them) -> float32 in [0, 1], on its device."""
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+
 def _as_chw(t: torch.Tensor) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(t).__name__}")
@@ -570,9 +609,22 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     (``floor(x * 255 + 0.5)``), so ``tensor_to_pil(to_float_tensor(img))`` is exact
     for 8-bit content.
     """
-    f = _as_chw(t)
-    u8 = torch.floor(f * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
-    return Image.fromarray(u8.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+    return Image.fromarray(to_uint8_hwc(_as_chw(t)[None])[0].numpy())
+
+
+def to_uint8_hwc(t: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` float tensor in [0, 1] -> ``(N, H, W, 3)`` uint8, on the tensor's own device.
+
+    The one rounding rule of this module: NaN -> 0, clamp to [0, 1], ``floor(x * 255 + 0.5)``. The pipeline
+    quantises on the GPU with it, so that the device->host copy moves a quarter of the bytes of float32.
+    """
+    f = torch.nan_to_num(t.float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+    return torch.floor(f * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def uint8_batch_to_pil(u8: torch.Tensor) -> list[Image.Image]:
+    """``(N, H, W, 3)`` uint8 CPU tensor (from :func:`to_uint8_hwc`) -> N RGB PIL images."""
+    return [Image.fromarray(a) for a in u8.numpy()]
 
 
 def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -52,8 +52,9 @@ def _resolve_dtype(dtype) -> torch.dtype | None:
 def default_channels_last(device, dtype) -> bool:
     """Where channels-last is on by default (``from_pretrained(channels_last=None)``): where it measured faster.
 
-    CPU bf16 (oneDNN): ≈ 2x faster for the sd21 shapes and 1.3x for nano (benchmarks/variants.py). Elsewhere it
-    stays off until measured (``benchmarks/gpu_speed.py`` times both layouts on a GPU)."""
+    CPU bf16 (oneDNN): ≈ 2x faster for the sd21 shapes and 1.3x for nano (benchmarks/variants.py). On a GPU it
+    stays off: on an H100 (fp16, sd21 shapes, batch 8, ``benchmarks/gpu_speed.py``) it was slower in eager mode
+    (33.8 vs 28.0 ms per face) and the same once compiled (17.1 vs 17.3 ms)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     return device.type == "cpu" and _resolve_dtype(dtype) == torch.bfloat16
 
@@ -139,6 +140,9 @@ class OSDFacePipeline:
         """Move / cast every part, LoRA layers included (a no-op for tensors already there)."""
         kwargs = {k: v for k, v in (("device", device), ("dtype", _resolve_dtype(dtype))) if v is not None}
         if kwargs:
+            moves = device is not None and torch.device(device) != self.device
+            if moves or kwargs.get("dtype", self.dtype) != self.dtype:
+                self._invalidate_compiled()
             for module in (self.vae, self.unet, self.vre):
                 # plain nn.Module.to: diffusers' ModelMixin.to logs a warning about fp32 modules that these lack
                 torch.nn.Module.to(module, **kwargs)
@@ -159,6 +163,8 @@ class OSDFacePipeline:
         project's CPUs (oneDNN, AVX-512 bf16) it makes the bf16 one step about 2x faster; ``benchmarks/speed.py
         --channels-last on|off`` measures it on yours. ``enabled=False`` goes back to the default layout."""
         fmt = torch.channels_last if enabled else torch.contiguous_format
+        if enabled != self.channels_last:
+            self._invalidate_compiled()
         for module in (self.vae, self.unet, self.vre):
             module.to(memory_format=fmt)
         self._channels_last = enabled
@@ -181,10 +187,24 @@ class OSDFacePipeline:
     def compile(self, **compile_kwargs) -> "OSDFacePipeline":
         """``torch.compile`` the heavy modules in place: the UNet, the VAE's encoder and decoder, the VRE's
         convolutional encoder (the prompt rule stays eager). The first call per input shape compiles (tens of
-        seconds to minutes); later calls reuse it. ``compile_kwargs`` go to ``torch.compile`` (e.g. ``mode``)."""
+        seconds to minutes); later calls reuse it. ``compile_kwargs`` go to ``torch.compile`` (e.g. ``mode``).
+        Changing dtype, device or layout afterwards recompiles (see :meth:`_invalidate_compiled`)."""
         for module in (self.unet, self.vae.encoder, self.vae.decoder, self.vre.encoder):
             module.compile(**compile_kwargs)
+        self._compiled = True
         return self
+
+    @property
+    def compiled(self) -> bool:
+        return getattr(self, "_compiled", False)
+
+    def _invalidate_compiled(self) -> None:
+        """A compiled pipe whose weights change layout, dtype or device must recompile: its guards do not always
+        see a weight's new strides (an H100 run hit an inductor stride assertion after ``enable_channels_last``
+        on a compiled pipe). ``torch._dynamo.reset()`` drops every compiled graph of the process; the next call
+        compiles again."""
+        if self.compiled:
+            torch._dynamo.reset()
 
     # ---------------------------------------------------------------------------------------------------- running
     def preprocess(self, images) -> torch.Tensor:
@@ -192,16 +212,19 @@ class OSDFacePipeline:
 
         Like the release: scale to [-1, 1], then resize to process_size² bilinearly with align_corners=True.
         """
-        return self._model_input(image_io.to_float_batch(images))
+        return self._model_input(image_io.to_model_items(images))
 
     def _model_input(self, items: list[torch.Tensor], first_index: int = 0) -> torch.Tensor:
-        """Validated (3, H, W) tensors in [0, 1] → the model's (N, 3, S, S) batch in [-1, 1]."""
+        """Validated (3, H, W) tensors (uint8, or float in [0, 1]) → the model's (N, 3, S, S) batch in [-1, 1]."""
         size = self.config.process_size
         if all(img.shape == (3, size, size) for img in items):  # the common case: one host→device copy per batch
-            return (torch.stack(items).to(self.device, torch.float32) * 2 - 1).to(self.dtype)
+            if len({img.dtype for img in items}) > 1:
+                items = [image_io.unit_float(img) for img in items]
+            # 8-bit inputs travel as uint8 and become float on the device (same numbers as /255 on the host)
+            return (image_io.unit_float(torch.stack(items).to(self.device)) * 2 - 1).to(self.dtype)
         batch = []
         for i, img in enumerate(items):
-            x = img.to(self.device, torch.float32).unsqueeze(0) * 2 - 1
+            x = image_io.unit_float(img.to(self.device)).unsqueeze(0) * 2 - 1
             if x.shape[-2:] != (size, size):
                 if x.shape[-1] != x.shape[-2]:
                     warnings.warn(f"image {first_index + i} is {x.shape[-1]}x{x.shape[-2]}, not square: aligned mode expects "
@@ -228,7 +251,7 @@ class OSDFacePipeline:
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', not {output_type!r}")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        items = image_io.to_float_batch(images)
+        items = image_io.to_model_items(images)
         outputs = []
         starts = range(0, len(items), batch_size)
         if progress:
@@ -236,14 +259,17 @@ class OSDFacePipeline:
             starts = tqdm(starts, unit="batch")
         for start in starts:
             x = self._model_input(items[start:start + batch_size], first_index=start)
-            y = self.model(x, generator=generator, latent_mode=latent_mode)
-            outputs.append((y.float() * 0.5 + 0.5).clamp(0, 1).cpu())
+            y = self.model(x, generator=generator, latent_mode=latent_mode).float() * 0.5 + 0.5
+            if output_type == "pil":  # rounded to 8 bits on the device: a quarter of the bytes come back
+                outputs.append(image_io.to_uint8_hwc(y).cpu())
+            else:
+                outputs.append(y.clamp(0, 1).cpu())
         out = torch.cat(outputs)
         if output_type == "pt":
             return out
         if output_type == "np":
             return out.permute(0, 2, 3, 1).numpy()
-        return [image_io.tensor_to_pil(t) for t in out]
+        return image_io.uint8_batch_to_pil(out)
 
     def restore_photo(self, image, **kwargs):
         """A whole photo: detect faces, align each to the FFHQ template, restore all crops in one batch, paste them

@@ -30,6 +30,40 @@ def test_accepts_every_input_kind_and_returns_the_same_count(tiny_pipe):
     assert tiny_pipe.encode_prompt([pil, arr]).shape == (2, 77, 64)
 
 
+def test_8bit_inputs_travel_as_uint8_with_the_same_numbers(tiny_pipe):
+    """PIL / uint8 arrays reach the device as uint8 and are divided there: bit-identical to the float path."""
+    from osdface import image_io
+
+    imgs = [face(0), np.asarray(face(1)), face(2)]
+    items = image_io.to_model_items(imgs)
+    assert [t.dtype for t in items] == [torch.uint8] * 3 and items[0].shape == (3, 64, 64)
+    fast = tiny_pipe._model_input(items)
+    slow = tiny_pipe._model_input(image_io.to_float_batch(imgs))
+    assert fast.dtype == slow.dtype and torch.equal(fast, slow)
+    mixed = image_io.to_model_items([face(0), torch.from_numpy(np.array(face(1))).permute(2, 0, 1).float() / 255])
+    assert [t.dtype for t in mixed] == [torch.uint8, torch.float32]
+    assert torch.equal(tiny_pipe._model_input(mixed), slow[:2])
+    # the same validation and messages as the float path
+    with pytest.raises(image_io.ImageInputError, match=r"images\[1\].*too small"):
+        image_io.to_model_items([face(0), Image.new("RGB", (8, 8))])
+    arr = np.array(face(1))
+    image_io.to_model_items([arr])[0].fill_(7)  # an item never shares memory with the caller's array
+    assert np.array_equal(arr, np.asarray(face(1)))
+
+
+def test_pil_output_is_the_rounded_tensor_output(tiny_pipe):
+    """The PIL path quantises on the device; it must equal rounding the float output on the host."""
+    from osdface import image_io
+
+    imgs = [face(i) for i in range(3)]
+    pt = tiny_pipe(imgs, output_type="pt", batch_size=3)
+    pil = tiny_pipe(imgs, output_type="pil", batch_size=3)
+    for t, im in zip(pt, pil):
+        assert np.array_equal(np.asarray(im), np.asarray(image_io.tensor_to_pil(t)))
+    u8 = image_io.to_uint8_hwc(torch.tensor([[[[float("nan"), -0.2, 0.5 / 255, 1.5 / 255, 1.3]]]]).expand(1, 3, 1, 5))
+    assert u8.dtype == torch.uint8 and u8.shape == (1, 1, 5, 3) and u8[0, 0, :, 0].tolist() == [0, 0, 1, 2, 255]
+
+
 def test_batch_size_does_not_change_results(tiny_pipe):
     imgs = [face(i) for i in range(3)]
     a = tiny_pipe(imgs, output_type="pt", batch_size=1)
