@@ -508,13 +508,7 @@ def to_float_tensor(
             NaN, or a size rejected by :func:`check_size`.
     """
     if isinstance(image, Image.Image):
-        try:
-            rgb = to_rgb(image)
-        except ImageInputError as exc:
-            raise ImageInputError(exc.reason, name) from None
-        arr = np.asarray(rgb, dtype=np.uint8)
-        check_size(arr.shape[1], arr.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
-        return torch.from_numpy(arr.transpose(2, 0, 1).astype(np.float32) / 255.0)
+        return unit_float(_pil_to_uint8(image, name, min_side, max_pixels))
     if isinstance(image, np.ndarray):
         t = _numpy_to_tensor(image, name, min_side, max_pixels)
     elif isinstance(image, torch.Tensor):
@@ -571,15 +565,20 @@ def to_model_items(
     return [_to_model_item(im, f"images[{i}]", min_side, max_pixels) for i, im in enumerate(images)]
 
 
+def _pil_to_uint8(image: Image.Image, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
+    """A PIL image (any mode, through :func:`to_rgb`) -> checked ``(3, H, W)`` uint8 tensor (its own memory)."""
+    try:
+        rgb = to_rgb(image)
+    except ImageInputError as exc:
+        raise ImageInputError(exc.reason, name) from None
+    arr = np.array(rgb, dtype=np.uint8)  # a writable copy of one byte per value
+    check_size(arr.shape[1], arr.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
 def _to_model_item(image, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
     if isinstance(image, Image.Image):
-        try:
-            rgb = to_rgb(image)
-        except ImageInputError as exc:
-            raise ImageInputError(exc.reason, name) from None
-        arr = np.array(rgb, dtype=np.uint8)  # a writable copy of one byte per value
-        check_size(arr.shape[1], arr.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
-        return torch.from_numpy(arr).permute(2, 0, 1)
+        return _pil_to_uint8(image, name, min_side, max_pixels)
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         check_size(image.shape[1], image.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
         return torch.from_numpy(image.copy()).permute(2, 0, 1)
