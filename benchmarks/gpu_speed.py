@@ -1,4 +1,4 @@
-"""The GPU speed run of issue 8, prepared as one script: fp16 / bf16, fused LoRA, channels-last, torch.compile,
+"""The GPU speed run, prepared as one script: fp16 / bf16, fused LoRA, channels-last, torch.compile,
 batch 1 / 4 / 8, seconds per 512² face, against the target of 15 ms per face at batch 8 on an H100.
 
     python benchmarks/gpu_speed.py                          # on a GPU (≈ 5 min on an H100/H200, one compile)
@@ -183,7 +183,7 @@ def main(argv=None) -> list[dict]:
             report(**rec)
             rows.append(rec)
 
-        if device.type == "cuda" and args.cudnn_benchmark:  # the baseline of issue 2: no autotuning, NCHW
+        if device.type == "cuda" and args.cudnn_benchmark:  # the baseline: no autotuning, NCHW
             torch.backends.cudnn.benchmark = False
             time_case(args.dtypes[0], "nchw", False, max(args.batches), "", note="baseline: no cuDNN autotune")
             torch.backends.cudnn.benchmark = True

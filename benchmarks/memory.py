@@ -1,4 +1,4 @@
-"""Peak memory (and time) of the VAE encode / decode vs image size, untiled vs tiled (issue 8).
+"""Peak memory (and time) of the VAE encode / decode vs image size, untiled vs tiled.
 
     python benchmarks/memory.py                                   # nano, 512² ... 2048² and 512x1536, fp32
     python benchmarks/memory.py --preset sd21 --dtype bf16 --sizes 512x512 1024x1024 --max-untiled-mpix 1.1

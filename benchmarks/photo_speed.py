@@ -1,4 +1,4 @@
-"""Whole-photo throughput: detection, alignment, restoration and paste-back timed separately (issue 8).
+"""Whole-photo throughput: detection, alignment, restoration and paste-back timed separately.
 
     python benchmarks/photo_speed.py                              # nano, bf16, a 4-face photo, dlib detector
     python benchmarks/photo_speed.py --faces-per-photo 8 --dtype fp32 --repeats 3

@@ -1,4 +1,4 @@
-"""bf16 vs fp32 on real faces: how far is the fast CPU path from the reference one? (issue 8)
+"""bf16 vs fp32 on real faces: how far is the fast CPU path from the reference one?
 
     python benchmarks/precision.py                                # nano shapes, 8 faces from ../shared/data/faces
     python benchmarks/precision.py --preset sd21 -n 2             # SD-2.1 shapes (≈ 1 min per face in fp32)

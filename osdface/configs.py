@@ -1,4 +1,5 @@
-"""Model configurations and the named presets (``"sd21"``, ``"nano"``).
+"""Model configurations and the one registry of named presets (``"sd21"``, ``"nano"``, ``"tiny"``): each preset is
+the model's config and its training recipe per stage.
 
 An :class:`OSDFaceConfig` says everything that is not a weight: which base model holds the VAE/UNet/scheduler, the
 fixed timestep, the LoRA rank/alpha, the VRE's architecture and flags. It is stored as ``osdface_config.json`` in
@@ -79,6 +80,9 @@ class OSDFaceConfig:
     latent_mode: str = "mode"  # "mode" (deterministic) or "sample" (the release samples, seed 114)
     # ε̂ = UNet(z) + k·z so that a zero UNet output returns its input (models/one_step.py); nano only, not the paper
     identity_skip: bool = False
+    # bf16 on a CPU measured to match fp32 for this model's weights (``dtype="auto"`` then picks bf16 on CPUs with
+    # native bf16 arithmetic; see osdface.devices.resolve_dtype)
+    cpu_bf16: bool = False
     lora_rank: int = 16
     lora_alpha: float = 16.0
     vre: dict = field(default_factory=lambda: dict(SD21_VRE))
@@ -122,16 +126,68 @@ TINY_VAE = dict(
     sample_size=64,
 )
 
-PRESETS: dict[str, OSDFaceConfig] = {
-    "sd21": OSDFaceConfig(preset="sd21", unet=dict(SD21_UNET), vae=dict(SD21_VAE), license="other"),
-    "nano": OSDFaceConfig(preset="nano", base_model=None, vre=dict(NANO_VRE), unet=dict(NANO_UNET),
-                          vae=dict(NANO_VAE), lora_rank=8, lora_alpha=8.0, license="apache-2.0", identity_skip=True),
-    "tiny": OSDFaceConfig(preset="tiny", base_model=None, vre=dict(TINY_VRE), unet=dict(TINY_UNET),
-                          vae=dict(TINY_VAE), process_size=64, lora_rank=4, lora_alpha=8.0, license="apache-2.0"),
+# ------------------------------------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class Preset:
+    """A named preset: the model (``model``, its :class:`OSDFaceConfig`) and how each stage trains it (``training``:
+    stage → overrides of that stage's config defaults, ``osdface.training.config``; plain values, so this module
+    needs nothing from the training package). ``osdface train --config NAME`` and ``get_preset(NAME)`` read it."""
+
+    model: OSDFaceConfig
+    training: dict = field(default_factory=dict)
+    description: str = ""
+
+
+# nano: what trains on 2 CPU cores in about an hour in all, on a few hundred faces. 128² crops of 512² pairs keep the
+# degradation at its real scale while a step stays ≈ 1 s; the VRE still sees the whole LQ face (at its 128² input).
+_NANO_COMMON = dict(resolution=512, crop_size=128, num_workers=1, log_every=10, val_every=250)
+# tiny: tests and smoke runs (64² faces, a few steps)
+_TINY_COMMON = dict(resolution=64, num_workers=0, val_every=0, save_every=0, num_val_images=2)
+
+PRESETS: dict[str, Preset] = {
+    "sd21": Preset(
+        OSDFaceConfig(preset="sd21", unet=dict(SD21_UNET), vae=dict(SD21_VAE), license="other"),
+        # the paper's model on GPUs (FFHQ 512², whole faces). Batch/lr/steps are not published: these are starting
+        # points (DMD2/OSEDiff-style one-step LoRA trainings use lr 5e-5, batch 16 for tens of thousands of steps)
+        training={
+            "vre": dict(batch_size=8, learning_rate=1e-4, hq_steps=200_000, lq_steps=40_000, assoc_steps=40_000,
+                        perceptual_weight=1.0, num_workers=8, val_every=2000, save_every=5000),
+            "generator": dict(batch_size=4, gradient_accumulation_steps=4, learning_rate=5e-5, max_steps=50_000,
+                              mixed_precision="bf16", num_workers=8, val_every=1000, save_every=5000),
+        },
+        description="the paper's model: SD 2.1-base + LoRA r16, VRE on a 1024-code dictionary"),
+    "nano": Preset(
+        OSDFaceConfig(preset="nano", base_model=None, vre=dict(NANO_VRE), unet=dict(NANO_UNET), vae=dict(NANO_VAE),
+                      lora_rank=8, lora_alpha=8.0, license="apache-2.0", identity_skip=True),
+        training={
+            # PatchVAE: the closed-form PCA fit is the whole stage (its residual decoder trains in stage 2)
+            "vae": dict(**_NANO_COMMON, batch_size=4, max_steps=0, learning_rate=1e-4, save_every=200),
+            "vre": dict(**{**_NANO_COMMON, "crop_size": None}, batch_size=8, learning_rate=2e-4, hq_steps=200,
+                        lq_steps=150, assoc_steps=150, save_every=100, disc_ndf=32, disc_layers=2),
+            # whole 512² faces (crops change the UNet's GroupNorm statistics and attention length between training
+            # and inference). No perceptual weights exist offline: λ_per = 0 (the log says so)
+            "generator": dict(**{**_NANO_COMMON, "crop_size": None, "val_every": 200}, batch_size=1, max_steps=4000,
+                              learning_rate=3e-4, lr_schedule="cosine", warmup_steps=50, unet_training="full",
+                              train_vae_decoder=True, ea_dists_weight=0.0, identity_weight=0.0, gan_weight=0.0,
+                              disc_learning_rate=1e-4, save_every=200),
+        },
+        description="the same design at a few million parameters, trained from scratch on CPUs (the bundled model)"),
+    "tiny": Preset(
+        OSDFaceConfig(preset="tiny", base_model=None, vre=dict(TINY_VRE), unet=dict(TINY_UNET), vae=dict(TINY_VAE),
+                      process_size=64, lora_rank=4, lora_alpha=8.0, license="apache-2.0"),
+        training={
+            "vae": dict(**_TINY_COMMON, batch_size=2, max_steps=4, scaling_samples=4),
+            "vre": dict(**_TINY_COMMON, batch_size=2, hq_steps=2, lq_steps=2, assoc_steps=2, adversarial_start=1,
+                        restart_dead_codes_every=2, disc_ndf=8, disc_layers=2),
+            "generator": dict(**_TINY_COMMON, batch_size=2, max_steps=4, unet_training="full", ea_dists_weight=0.0,
+                              identity_weight=0.0, gan_weight=0.1),
+        },
+        description="test size (64², well under a second); for the test suite and quick checks only"),
 }
 
 
 def get_preset(name: str, **overrides) -> OSDFaceConfig:
+    """A copy of preset ``name``'s model config with ``overrides``."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides)
+    return PRESETS[name].model.replace(**overrides)

@@ -15,22 +15,20 @@ against the released layout; any mismatch fails with the list of problems.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import pickle
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
-from safetensors.torch import load_file
 
 from .configs import DEFAULT_SD21_BASE, SD21_SCHEDULER, SD21_UNET, get_preset
-from .hub import MissingWeightsError, load_base_component
 from .model_card import make_model_card
 from .models import VisualRepresentationEmbedder
 from .models import lora as lora_utils
 from .models.lora import write_lora_folder
+from .weights import (MissingWeightsError, blocked_globals, load_base_component, load_state_dict_file,
+                      sha256_file, unreadable_reason)
 
 log = logging.getLogger("osdface.convert")
 
@@ -44,6 +42,13 @@ class ConversionError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ safe loading
+# Modules whose classes a training checkpoint stores beside its weights (hyper-parameters, callbacks, loop state).
+# Only classes from these become inert stand-ins; any other global (os.system, builtins.eval, ...) is refused.
+CHECKPOINT_EXTRA_MODULES = ("argparse", "pytorch_lightning", "lightning", "lightning_fabric", "omegaconf",
+                            "collections", "typing", "pathlib", "numpy", "torch", "datetime", "enum")
+_INERT_BUILTINS = ("set", "frozenset", "slice", "complex", "range", "bytearray")
+
+
 class _InertObject:
     """Stand-in for a non-tensor class in a checkpoint: keeps its arguments and state, executes nothing."""
 
@@ -57,43 +62,48 @@ class _InertObject:
         return f"<skipped {type(self).__qualname__}>"
 
 
+def _is_checkpoint_extra(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if module == "builtins":
+        return attr in _INERT_BUILTINS
+    return module.split(".")[0] in CHECKPOINT_EXTRA_MODULES and attr[:1].isupper()  # a class, not a function
+
+
 def load_pickle_safely(path: str | Path) -> object:
-    """``torch.load(weights_only=True)``; unknown classes (Lightning extras) become inert stand-ins."""
+    """``torch.load(weights_only=True)``. Classes of training frameworks stored beside the weights (Lightning's
+    hyper-parameters, ``argparse.Namespace``, ...) become inert stand-ins; any other global is refused with one
+    line (:class:`~osdface.weights.MissingWeightsError`) and nothing in the file is run."""
     path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as first_error:
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception:  # legacy (non-zip) pickles cannot be inspected without unpickling
-            raise ConversionError(
-                f"{path}: cannot be read safely: it holds non-tensor objects and is not in PyTorch's zip format "
-                f"({str(first_error).splitlines()[-1][:200]}). Re-save it as a plain state dict or safetensors."
-            ) from None
-        stand_ins = [(type(name.rsplit(".", 1)[-1], (_InertObject,), {"__module__": "osdface.convert.skipped"}),
-                      name) for name in names]
-        with torch.serialization.safe_globals(stand_ins):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        log.info("%s: skipped non-tensor objects without running them: %s", path.name, ", ".join(names))
-        return obj
+    except FileNotFoundError:
+        raise MissingWeightsError(f"{path}: no such file") from None
+    except Exception as first_error:  # noqa: BLE001 - blocked globals, truncated or foreign files
+        names = blocked_globals(path)
+        if not names or not all(_is_checkpoint_extra(n) for n in names):
+            raise MissingWeightsError(f"{path}: {unreadable_reason(path, first_error)}") from None
+    stand_ins = [(type(name.rsplit(".", 1)[-1], (_InertObject,), {"__module__": "osdface.convert.skipped"}), name)
+                 for name in names]
+    with torch.serialization.safe_globals(stand_ins):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    log.info("%s: skipped non-tensor objects without running them: %s", path.name, ", ".join(names))
+    return obj
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a released file: safetensors, a pickled state dict, or a Lightning checkpoint's
+    ``state_dict`` (read with :func:`load_pickle_safely`)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise ConversionError(f"{path}: no such file")
-        return load_file(path)
+    if path.suffix == ".safetensors" or not path.is_file():
+        return load_state_dict_file(path)
     obj = load_pickle_safely(path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+        raise MissingWeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ConversionError(f"{path}: holds no tensors")
+        raise MissingWeightsError(f"{path}: holds no tensors")
     return tensors
 
 
@@ -128,14 +138,6 @@ def extract_lq_branch(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _base_unet_skeleton(base: str, local_files_only: bool | None) -> torch.nn.Module:
     """The base UNet's architecture (meta tensors, no weights) to check the LoRA's module names and shapes."""
     try:
@@ -157,14 +159,14 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty; choose a new folder (or pass --overwrite).")
 
-    vre_state = extract_lq_branch(load_state_dict_file(vre_ckpt))
-    proj_state = {f"projector.{k}": v for k, v in load_state_dict_file(projector).items()}
+    vre_state = extract_lq_branch(read_state_dict(vre_ckpt))
+    proj_state = {f"projector.{k}": v for k, v in read_state_dict(projector).items()}
     expected = expected_vre_layout()
     check_layout(vre_state, {k: s for k, s in expected.items() if not k.startswith("projector.")},
                  f"{Path(vre_ckpt).name} (LQ branch)")
     check_layout(proj_state, {k: s for k, s in expected.items() if k.startswith("projector.")}, Path(projector).name)
 
-    lora_weights, lora_alphas = lora_utils.normalize_lora_state_dict(load_state_dict_file(lora))
+    lora_weights, lora_alphas = lora_utils.normalize_lora_state_dict(read_state_dict(lora))
     lora_config = lora_utils.lora_config_for(lora_weights, lora_alpha, lora_alphas)
     problems = lora_utils.check_against_unet(_base_unet_skeleton(base_model, local_files_only), lora_weights)
     if problems:
@@ -176,7 +178,7 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
     config.unet = config.vae = None  # real weights come from the base model
     config.extra = {
         "title": "OSDFace (the authors' weights, converted)",
-        "source": {Path(p).name: _sha256(Path(p)) for p in (vre_ckpt, projector, lora)},
+        "source": {Path(p).name: sha256_file(p) for p in (vre_ckpt, projector, lora)},
         "card": {"Weights": "Converted from the authors' release (associate_2.ckpt, embedding_change_weights.pth, "
                             "pytorch_lora_weights.safetensors) with `osdface convert`; the authors' terms apply."},
     }

@@ -64,6 +64,9 @@ __all__ = [
     "tensor_to_pil",
     "tensor_to_numpy",
     "save_png",
+    "to_uint8",
+    "as_rgb_uint8",
+    "to_uint8_hwc",
 ]
 
 #: Shortest accepted image side, in pixels (checked after EXIF rotation).
@@ -619,6 +622,38 @@ def to_uint8_hwc(t: torch.Tensor) -> torch.Tensor:
     """
     f = torch.nan_to_num(t.float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
     return torch.floor(f * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def to_uint8(x: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    """Float image data → uint8 with this module's one rounding rule (the same as :func:`to_uint8_hwc`): NaN → 0,
+    ``v = x · scale`` in float32, clamped to [0, 255], ``floor(v + 0.5)``. ``scale`` is 255 for data in [0, 1] and 1
+    for data already on the 0–255 scale. uint8 input is returned unchanged (as a contiguous array)."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    v = np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    v = np.clip(v * np.float32(scale) if scale != 1 else v, 0.0, 255.0)
+    return np.floor(v + np.float32(0.5)).astype(np.uint8)
+
+
+def as_rgb_uint8(image) -> np.ndarray:
+    """A PIL image, an (H, W) / (H, W, 3|4) array, or a (3, H, W) array or tensor, uint8 or float in [0, 1], as a
+    contiguous (H, W, 3) uint8 RGB array (alpha dropped, grey repeated); :func:`to_uint8` rounds floats."""
+    if isinstance(image, Image.Image):
+        return np.asarray(to_rgb(image))
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        image = t.numpy() if t.dtype == torch.uint8 else t.float().numpy()
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):  # channels first
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ImageInputError(f"expected an RGB image (H, W, 3), got an array of shape {arr.shape}", "image")
+    return np.ascontiguousarray(to_uint8(arr[..., :3]))
 
 
 def uint8_batch_to_pil(u8: torch.Tensor) -> list[Image.Image]:

@@ -31,22 +31,13 @@ from peft import LoraConfig
 
 from . import image_io
 from .configs import OSDFaceConfig, get_preset
-from .hub import MissingWeightsError, load_base_component, resolve_model_folder
+from . import devices
+from .weights import MissingWeightsError, load_base_component, resolve_model_folder
 from .model_card import make_model_card
 from .models import OneStepGenerator, VisualRepresentationEmbedder, build_vae, vae_class_of
 from .models import lora as lora_utils
 
 OutputType = Literal["pil", "np", "pt"]
-
-
-def _resolve_dtype(dtype) -> torch.dtype | None:
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16")
-    return names[dtype]
 
 
 def default_channels_last(device, dtype) -> bool:
@@ -56,7 +47,7 @@ def default_channels_last(device, dtype) -> bool:
     stays off: on an H100 (fp16, sd21 shapes, batch 8, ``benchmarks/gpu_speed.py``) it was slower in eager mode
     (33.8 vs 28.0 ms per face) and the same once compiled (17.1 vs 17.3 ms)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
-    return device.type == "cpu" and _resolve_dtype(dtype) == torch.bfloat16
+    return device.type == "cpu" and devices.torch_dtype(dtype) == torch.bfloat16
 
 
 class OSDFacePipeline:
@@ -93,14 +84,14 @@ class OSDFacePipeline:
         """Load a model folder or Hub repo. ``base_model`` overrides the stored SD base (Hub id or local folder).
         ``channels_last``: NHWC conv weights; ``None`` picks :func:`default_channels_last` (on for bf16 on a CPU).
 
-        Raises :class:`~osdface.hub.MissingWeightsError` (one line: what to download, where) when weights are missing.
+        Raises :class:`~osdface.weights.MissingWeightsError` (one line: what to download, where) when weights are missing.
         """
         folder = resolve_model_folder(path_or_repo_id, revision=revision, token=token,
                                       local_files_only=local_files_only)
         config = OSDFaceConfig.load(folder)
         if base_model is not None:
             config = config.replace(base_model=str(base_model))
-        dtype = _resolve_dtype(torch_dtype)
+        dtype = devices.torch_dtype(torch_dtype)
         kw = {"torch_dtype": dtype} if dtype is not None else {}
 
         def component(cls_, sub):
@@ -138,7 +129,7 @@ class OSDFacePipeline:
 
     def to(self, device=None, dtype=None) -> "OSDFacePipeline":
         """Move / cast every part, LoRA layers included (a no-op for tensors already there)."""
-        kwargs = {k: v for k, v in (("device", device), ("dtype", _resolve_dtype(dtype))) if v is not None}
+        kwargs = {k: v for k, v in (("device", device), ("dtype", devices.torch_dtype(dtype))) if v is not None}
         if kwargs:
             moves = device is not None and torch.device(device) != self.device
             if moves or kwargs.get("dtype", self.dtype) != self.dtype:
@@ -200,8 +191,8 @@ class OSDFacePipeline:
 
     def _invalidate_compiled(self) -> None:
         """A compiled pipe whose weights change layout, dtype or device must recompile: its guards do not always
-        see a weight's new strides (an H100 run hit an inductor stride assertion after ``enable_channels_last``
-        on a compiled pipe). ``torch._dynamo.reset()`` drops every compiled graph of the process; the next call
+        see a weight's new strides (inductor then fails a stride assertion: seen with ``enable_channels_last``
+        on a compiled CUDA pipe). ``torch._dynamo.reset()`` drops every compiled graph of the process; the next call
         compiles again."""
         if self.compiled:
             torch._dynamo.reset()

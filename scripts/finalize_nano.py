@@ -3,7 +3,7 @@
     python scripts/finalize_nano.py --model runs/nano-gen/final --faces ../shared/data/faces --work runs/nano-eval \
         [--install osdface/assets/osdface-nano] [--hours-note "..."]
 
-1. The validation side of ``osdface.data.split_files`` (the training split) is degraded with the spec §4 model at
+1. The validation side of ``osdface.data.split_files`` (the training split) is degraded with the docs/ARCHITECTURE.md §4 model at
    seed 0, resized back with **bicubic** interpolation (the baseline the training issue names), with
    ``osdface.data.benchmark_set.build_benchmark_set``.
 2. ``osdface.eval.evaluate_model`` restores it and reports PSNR/SSIM (Y and RGB), LMD and Deg-dlib for the model and
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             "293 of 329 roughly FFHQ-aligned face photographs (CelebA-HQ / CelebAMask-HQ and celebrity photos "
             "aligned FFHQ-style, gathered from public research repositories; many identities repeat), the training "
             "side of osdface.data.split_files (SHA-256 of the file name, 10 % validation, seed 0). Degraded on the "
-            "fly with the spec §4 model (blur σ 0.1–10, down-sampling 0.8–8, noise 0–20, JPEG 60–100). "
+            "fly with the docs/ARCHITECTURE.md §4 model (blur σ 0.1–10, down-sampling 0.8–8, noise 0–20, JPEG 60–100). "
             "**Terms: the underlying datasets are for non-commercial research only** (CelebA-HQ, CelebAMask-HQ: no "
             "redistribution; FFHQ: CC BY-NC-SA 4.0). These weights are derived from them: use them for "
             "non-commercial research and teaching only. No training photo is included here."),
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
             "osdface train --config nano --data FACES --output-dir runs/nano-gen "
             "--vre runs/nano-vre/final --base runs/nano-vae/final\n```\n\n" + args.training_note),
         "Evaluation": (
-            f"The {n} validation faces (never trained on), degraded with the spec §4 model at seed 0 and resized "
+            f"The {n} validation faces (never trained on), degraded with the docs/ARCHITECTURE.md §4 model at seed 0 and resized "
             "back to 512² with bicubic interpolation; `python scripts/finalize_nano.py` reproduces it "
             "(osdface evaluate-model). PSNR/SSIM on the Y channel (BT.601) and on RGB, 0–255, no border crop; "
             "LMD: dlib 68-point landmark distance (px); Deg-dlib: angle between dlib face-recognition embeddings "

@@ -1,4 +1,4 @@
-"""The demo (issue 6): the restoration logic in-process, then ``python app.py`` on loopback through gradio_client.
+"""The demo: the restoration logic in-process, then ``python app.py`` on loopback through gradio_client.
 
 A tiny random model (64² faces) keeps it fast; outputs are checked for size, format, parity with a direct
 pipeline call and untouched background, not for quality.
@@ -16,8 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from osdface.app.restorer import (BUNDLED_NANO, DemoInputError, DemoRestorer, choose_mode, default_model,
-                                  fills_template)
+from osdface.app.restorer import DemoInputError, DemoRestorer
+from osdface.restore import choose_mode, fills_template
+from osdface.weights import BUNDLED_NANO, default_model
 from osdface.faces.alignment import template
 from osdface.faces.detection import Face
 

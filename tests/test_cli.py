@@ -1,4 +1,4 @@
-"""Tests for the ``osdface restore --has_aligned`` command line (osdface/cli.py).
+"""Tests for the ``osdface restore --has_aligned`` command line (osdface/cli/restore.py, osdface/restore.py).
 
 Most runs call :func:`osdface.cli.main` in-process with a tiny random nano model (process_size 64) made once per
 module, so the whole file stays fast on a CPU.  One end-to-end run starts ``python -m osdface restore`` in a
@@ -21,8 +21,9 @@ import pytest
 import torch
 from PIL import Image
 
-from osdface import cli
-from osdface.cli import BUNDLED_NANO, main, output_names
+from osdface.cli import main
+from osdface.restore import output_names
+from osdface.weights import BUNDLED_NANO
 from osdface.pipeline import OSDFacePipeline
 
 from .test_image_io import _png_header_only
@@ -388,12 +389,12 @@ def test_folder_without_images(tmp_path, capsys):
     assert any(line.startswith("skipping") and "notes.txt" in line for line in _lines(captured.err))
 
 
-def test_batch_size_zero(tmp_path, capsys):
+def test_batch_size_zero_is_an_argument_error(tmp_path, capsys):
     face = _rgb(tmp_path / "face.png")
-    rc = main(["restore", "-i", str(face), "-o", str(tmp_path / "out"), "--has_aligned", "-b", "0"])
-    captured = capsys.readouterr()
-    assert rc == 2
-    _assert_one_error(captured.err, "--batch-size")
+    with pytest.raises(SystemExit) as exc:
+        main(["restore", "-i", str(face), "-o", str(tmp_path / "out"), "--has_aligned", "-b", "0"])
+    assert exc.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_unknown_device_is_an_argparse_error(tmp_path, capsys):
@@ -442,7 +443,7 @@ def test_subprocess_default_bundled_model(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "restored 1 of 1 image(s)" in proc.stdout
     _assert_restored_png(tmp_path / "out" / "restored_faces" / "face.png", size=512)
-    assert cli.BUNDLED_NANO.name in proc.stderr  # the model line names the bundled model
+    assert BUNDLED_NANO.name in proc.stderr  # the model line names the bundled model
 
 
 def test_latent_sample_mode_is_seeded(model_dir, tmp_path):

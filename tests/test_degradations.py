@@ -1,4 +1,4 @@
-"""The synthetic degradation x_L = JPEG_q((x_H ⊛ k_σ)↓_r + n_δ)↑_r (OSDFACE.md §4): determinism, ranges, each
+"""The synthetic degradation x_L = JPEG_q((x_H ⊛ k_σ)↓_r + n_δ)↑_r (docs/ARCHITECTURE.md §4): determinism, ranges, each
 parameter's measured effect, exact replay of recorded params."""
 
 import json
@@ -12,7 +12,6 @@ cv2 = pytest.importorskip("cv2", reason="opencv-python is required by osdface.da
 from osdface.data.degradations import (  # noqa: E402
     DegradationConfig,
     Degrader,
-    _main,
     apply_params,
     degrade,
     gaussian_kernel,
@@ -202,5 +201,7 @@ def test_scale_sets_the_downsampled_size(scale):
 
 
 def test_bench_entry_point_runs(capsys):
-    assert _main(["--bench", "--n", "2", "--size", "64"]) == 0
+    from benchmarks.degradations import main
+
+    assert main(["--bench", "--n", "2", "--size", "64"]) == 0
     assert "images/s" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``python -m osdface.deploy_space``: the Space folder (header, requirements, every file the app imports) and the
+"""``osdface deploy-space``: the Space folder (header, requirements, every file the app imports) and the
 upload (HfApi replaced by a recorder: no network)."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osdface import deploy_space
-from osdface.deploy_space import MARKER, main, read_header
+from osdface.app import space as deploy_space
+from osdface.app.space import MARKER, read_header
+from osdface.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _run(argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
+        code = main(["deploy-space", *argv])
     return code, out.getvalue(), err.getvalue()
 
 

@@ -6,7 +6,7 @@ import torch
 
 from osdface.eval.fid import (INCEPTION_FILE, FIDAccumulator, InceptionFeatures, feature_stats, frechet_distance,
                               load_stats, save_stats)
-from osdface.eval.weights import MetricUnavailable
+from osdface.weights import MissingWeightsError
 
 
 def _scipy_fid(f1, f2):
@@ -65,7 +65,7 @@ def test_stats_files_round_trip(tmp_path):
 
 
 def test_missing_inception_weights_say_what_and_where(tmp_path):
-    with pytest.raises(MetricUnavailable, match=f"needs {INCEPTION_FILE}.*get it from https://"):
+    with pytest.raises(MissingWeightsError, match=f"needs {INCEPTION_FILE}.*get it from https://"):
         InceptionFeatures.from_weights_dir(tmp_path)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from osdface.eval.identity import ArcFaceDeg, angle_degrees
-from osdface.eval.weights import MetricUnavailable
+from osdface.weights import MissingWeightsError
 
 SMALL_ARCFACE = dict(units=(1, 1, 1, 1), widths=(8, 8, 16, 16), embedding_dim=32, se_reduction=4)
 
@@ -23,7 +23,7 @@ def test_angle_matches_an_independent_formula():
 
 
 def test_arcface_deg_with_a_random_stand_in():
-    from osdface.losses.arcface import ArcFaceIRSE
+    from osdface.networks.arcface import ArcFaceIRSE
 
     torch.manual_seed(0)
     metric = ArcFaceDeg(ArcFaceIRSE(**SMALL_ARCFACE).eval())
@@ -35,7 +35,7 @@ def test_arcface_deg_with_a_random_stand_in():
 
 
 def test_arcface_deg_unavailable_message(tmp_path):
-    with pytest.raises(MetricUnavailable, match=r"needs recognition_arcface_ir_se50\.pth.*get it from https://"):
+    with pytest.raises(MissingWeightsError, match=r"needs recognition_arcface_ir_se50\.pth.*get it from https://"):
         ArcFaceDeg.from_weights_dir(tmp_path)
 
 

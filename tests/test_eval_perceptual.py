@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from osdface.eval.perceptual import LPIPS_BACKBONES, DISTSMetric, LPIPSMetric
-from osdface.eval.weights import MetricUnavailable
+from osdface.weights import MissingWeightsError
 
 pytest.importorskip("lpips")
 
@@ -49,15 +49,15 @@ def test_lpips_backbone_file_is_loaded_into_the_slices(tmp_path):
 
 
 def test_lpips_unavailable_and_wrong_file(tmp_path):
-    with pytest.raises(MetricUnavailable, match=r"needs alexnet-owt-7be5be79\.pth .*get it from https://download"):
+    with pytest.raises(MissingWeightsError, match=r"needs alexnet-owt-7be5be79\.pth .*get it from https://download"):
         LPIPSMetric.from_weights_dir(tmp_path, "alex")
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "vgg16-397923af.pth")
-    with pytest.raises(MetricUnavailable, match="lacks features"):
+    with pytest.raises(MissingWeightsError, match="lacks features"):
         LPIPSMetric.from_weights_dir(tmp_path, "vgg")
 
 
 def test_dists_with_a_random_stand_in():
-    from osdface.losses.dists import DISTS
+    from osdface.networks.dists import DISTS
 
     metric = DISTSMetric(DISTS.random(seed=0, widths=(4, 8, 8, 8, 8)))
     x, g = _pair(seed=3)
@@ -67,7 +67,7 @@ def test_dists_with_a_random_stand_in():
 
 
 def test_dists_unavailable_names_the_converter(tmp_path):
-    with pytest.raises(MetricUnavailable, match="convert-dists"):
+    with pytest.raises(MissingWeightsError, match="convert-dists"):
         DISTSMetric.from_weights_dir(tmp_path)
-    with pytest.raises(MetricUnavailable, match="none given"):
+    with pytest.raises(MissingWeightsError, match="none given"):
         DISTSMetric.from_weights_dir(None)

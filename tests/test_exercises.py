@@ -35,7 +35,7 @@ def my_kernel(size, sx, sy, angle):
 def my_noise(img, sigma, seed):
     noise = np.random.default_rng(seed).standard_normal(img.shape, dtype=np.float32)
     y = img.astype(np.float32) / np.float32(255) + noise * np.float32(sigma / 255)
-    return np.clip(np.rint(y * np.float32(255)), 0, 255).astype(np.uint8)
+    return np.floor(np.clip(y * np.float32(255), 0, 255) + np.float32(0.5)).astype(np.uint8)
 
 
 def my_distances(z, codes):

@@ -1,6 +1,5 @@
-"""Whole-photo mode: alignment, paste-back, colour fix, dlib detection, restore_photo, run_photo_mode."""
+"""Whole-photo mode: alignment, paste-back, colour fix, dlib detection, restore_photo, restore_files."""
 
-import argparse
 import os
 from pathlib import Path
 
@@ -251,14 +250,15 @@ def test_detection_on_a_reduced_copy_maps_back(dlib_detector):
 
 
 def test_retinaface_without_weights_is_one_clear_error(tmp_path, monkeypatch):
-    from osdface.faces.detection import RETINAFACE_FILE, DetectorUnavailableError, get_detector
+    from osdface.faces.detection import RETINAFACE_FILE, get_detector
+    from osdface.weights import MissingWeightsError
 
     monkeypatch.delenv("OSDFACE_WEIGHTS", raising=False)
-    with pytest.raises(DetectorUnavailableError) as err:
+    with pytest.raises(MissingWeightsError) as err:
         get_detector("retinaface", weights_dir=tmp_path)
     msg = str(err.value)
     assert RETINAFACE_FILE in msg and "download" in msg and "\n" not in msg
-    assert get_detector("auto", weights_dir=tmp_path).name == "dlib"
+    assert get_detector("auto", weights_dir=tmp_path).name in ("centerface", "dlib")  # without RetinaFace weights
     with pytest.raises(ValueError):
         get_detector("mtcnn")
 
@@ -283,10 +283,10 @@ def test_retinaface_loads_local_weights(tmp_path, monkeypatch):
     faces = det.detect(np.full((48, 64, 3), 128, np.uint8))
     assert all(isinstance(f, Face) and f.landmarks.shape == (5, 2) for f in faces)
     (tmp_path / RETINAFACE_FILE).write_bytes(b"junk")
-    from osdface.faces.detection import DetectorUnavailableError
+    from osdface.weights import MissingWeightsError
 
-    with pytest.raises(DetectorUnavailableError, match="not a usable"):
-        RetinaFaceDetector(tmp_path)
+    with pytest.raises(MissingWeightsError, match="not a PyTorch / pickle file"):
+        RetinaFaceDetector(weights_dir=tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ restore_photo
@@ -343,30 +343,22 @@ def test_bg_upsampler_hook(dlib_detector):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def _args(**kw):
-    parser = argparse.ArgumentParser()
-    from osdface.faces.cli_photo import add_photo_arguments
-
-    add_photo_arguments(parser)
-    args = parser.parse_args(kw.pop("argv", []))
-    defaults = dict(suffix="", batch_size=4, quiet=True, latent_mode=None, seed=114)
-    for k, v in {**defaults, **kw}.items():
-        setattr(args, k, v)
-    return args
-
-
 def test_photo_arguments_defaults():
-    args = _args(argv=["-s", "2", "--only_center_face", "--draw_box", "--detection_model", "dlib",
-                       "--color_fix", "adain", "--weights-dir", "/w"])
+    from osdface.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["restore", "-i", "x", "-o", "y", "-s", "2", "--only_center_face", "--draw_box",
+                              "--detection_model", "dlib", "--color_fix", "adain", "--weights-dir", "/w"])
     assert (args.upscale, args.only_center_face, args.draw_box, args.detection_model, args.color_fix,
             args.weights_dir) == (2, True, True, "dlib", "adain", "/w")
-    d = _args()
+    d = parser.parse_args(["restore", "-i", "x", "-o", "y"])
     assert (d.upscale, d.only_center_face, d.draw_box, d.detection_model, d.color_fix) == (1, False, False,
                                                                                           "auto", "none")
 
 
-def test_run_photo_mode_end_to_end(tiny_pipe, faces_dir, tmp_path, capsys, monkeypatch):
-    from osdface.faces.cli_photo import run_photo_mode
+def test_restore_files_photo_mode_end_to_end(tiny_pipe, faces_dir, tmp_path, capsys, monkeypatch):
+    from osdface.faces.detection import DlibDetector
+    from osdface.restore import restore_files
 
     monkeypatch.delenv("OSDFACE_WEIGHTS", raising=False)
     src = tmp_path / "in"
@@ -381,10 +373,10 @@ def test_run_photo_mode_end_to_end(tiny_pipe, faces_dir, tmp_path, capsys, monke
     Image.fromarray(photo[:200, :200]).save(out / "final_results" / "noise.png")
     before = (out / "final_results" / "noise.png").read_bytes()
     inputs = [src / "broken.png", src / "group.jpg", out / "final_results" / "noise.png"]
-    args = _args(argv=["-s", "2", "--detection_model", "dlib", "--color_fix", "wavelet"], suffix="_x")
-    rc = run_photo_mode(args, tiny_pipe, inputs, out)
+    summary = restore_files(tiny_pipe, inputs, out, aligned=False, upscale=2, detector=DlibDetector(),
+                            color_fix="wavelet", suffix="_x")
     err = capsys.readouterr().err
-    assert rc == 1
+    assert summary.failed == [src / "broken.png"] and summary.done == 2 and summary.faces == 3
     assert sum(line.startswith("error: ") for line in err.splitlines()) == 1 and "broken.png" in err
     assert "no face detected" in err and "noise.png" in err
     for i in range(3):

@@ -1,4 +1,4 @@
-"""GAN losses, the latent (UNet-encoder) discriminator, the PatchGAN and the association loss (spec §2, §3)."""
+"""GAN losses, the latent (UNet-encoder) discriminator, the PatchGAN and the association loss (docs/ARCHITECTURE.md §2, §3)."""
 
 import math
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from osdface.hub import MissingWeightsError
-from osdface.losses import DISTS, EADISTS, IdentityLoss, load_dists, load_identity_network, sobel_magnitude
-from osdface.losses.arcface import ArcFaceIRSE
+from osdface.weights import MissingWeightsError
+from osdface.losses import EADISTS, IdentityLoss, sobel_magnitude
+from osdface.networks import DISTS, load_arcface, load_dists
+from osdface.networks.arcface import ArcFaceIRSE
 from osdface.losses.identity import crop_for_arcface
 
 SMALL_DISTS = dict(widths=(8, 16, 16, 32, 32))
@@ -198,7 +199,7 @@ def test_convert_dists_round_trip_matches_reference_formula(fake_dists_sources, 
 
 def test_convert_dists_rejects_wrong_files(fake_dists_sources, tmp_path, capsys):
     from osdface.convert import ConversionError
-    from osdface.losses.convert_dists import convert_dists
+    from osdface.networks.dists import convert_dists
 
     src, _, alpha_beta = fake_dists_sources
     vgg = src / "vgg16-397923af.pth"
@@ -282,7 +283,7 @@ def test_identity_network_loads_facexlibs_ir_se50_file_and_matches_it(tmp_path):
     ours = ArcFaceIRSE()
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
     torch.save(reference.state_dict(), tmp_path / "recognition_arcface_ir_se50.pth")
-    net = load_identity_network(tmp_path)  # a folder holding the file
+    net = load_arcface(tmp_path)  # a folder holding the file
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     face = torch.rand(1, 3, 112, 112) * 2 - 1
     with torch.no_grad():
@@ -295,11 +296,11 @@ def test_missing_or_wrong_identity_weights_give_one_clear_line(tmp_path, monkeyp
     torch.save({"net": torch.nn.Linear(1, 1)}, tmp_path / "pickled_module.pth")
     cases = [(None, "No ArcFace weights given"), (tmp_path / "nothing.pth", "no such file"),
              (tmp_path / "other.pth", "not an ArcFace IR-SE-50 state dict"),
-             (tmp_path / "pickled_module.pth", "weights_only=True"),
+             (tmp_path / "pickled_module.pth", "refused: the pickle references torch.nn.modules.linear.Linear"),
              (tmp_path, "no single ArcFace weight file")]
     for path, reason in cases:
         with pytest.raises(MissingWeightsError) as err:
-            load_identity_network(path)
+            load_arcface(path)
         text = str(err.value)
         assert "\n" not in text and reason in text, text
         assert "recognition_arcface_ir_se50.pth" in text and "λ_ID" in text

@@ -13,7 +13,7 @@ from osdface.models import x0_from_eps
 
 def test_alpha_bar_399_of_sd21_schedule():
     a = DDIMScheduler(**SD21_SCHEDULER).alphas_cumprod[399].item()
-    assert abs(a - 0.4261) < 1e-4  # spec §1
+    assert abs(a - 0.4261) < 1e-4  # docs/ARCHITECTURE.md §1
     # the scaled-linear schedule, recomputed independently
     betas = [(math.sqrt(0.00085) + (math.sqrt(0.012) - math.sqrt(0.00085)) * i / 999) ** 2 for i in range(1000)]
     prod = 1.0

@@ -15,7 +15,7 @@ def sd21():
 
 def test_parameter_counts_match_the_paper(sd21):
     count = lambda m: sum(p.numel() for n, p in m.named_parameters() if "lora_" not in n) / 1e6  # noqa: E731
-    assert abs(count(sd21.unet) - 865.9) < 0.5  # spec §1
+    assert abs(count(sd21.unet) - 865.9) < 0.5  # docs/ARCHITECTURE.md §1
     assert abs(count(sd21.vae) - 83.7) < 0.5
     assert abs(count(sd21.vre) - 29.6) < 0.1
 

@@ -1,4 +1,4 @@
-"""The speed paths (issue 8) give the same results as the plain ones: bf16 vs fp32 on real faces, channels-last,
+"""The speed paths give the same results as the plain ones: bf16 vs fp32 on real faces, channels-last,
 the cached x0 constants, SDPA attention, tiled VAE encode/decode, the batched input copy, the GPU script's smoke run."""
 
 import json
@@ -195,8 +195,8 @@ def test_gpu_speed_script_has_a_cpu_smoke_path(tmp_path, capsys):
 
 
 def test_changing_a_compiled_pipe_recompiles(monkeypatch):
-    """After compile(), a new layout / dtype / device drops the compiled graphs (their guards missed a weight's
-    new strides on an H100: an inductor stride assertion); unchanged settings keep them."""
+    """After compile(), a new layout / dtype / device drops the compiled graphs (their guards can miss a weight's
+    new strides: an inductor stride assertion on CUDA); unchanged settings keep them."""
     import torch._dynamo
 
     resets = []

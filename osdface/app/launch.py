@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 
+from ..faces.detection import DETECTOR_NAMES
 from .restorer import DEFAULT_MAX_PIXELS, DTYPES
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest accepted upload in pixels (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--max-file-size", default="50mb", help="largest accepted upload file (default 50mb)")
-    p.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"])
+    p.add_argument("--detector", default="auto", choices=DETECTOR_NAMES,
+                   help="face detector for whole photos (auto: the best one that runs here without a download)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     return p
 
@@ -81,7 +83,7 @@ def prepare(argv: list[str] | None = None):
         except ImportError:
             print("warning: SPACES_ZERO_GPU is set but the 'spaces' package is missing", file=sys.stderr)
 
-    from ..hub import MissingWeightsError
+    from ..weights import MissingWeightsError
     from .restorer import DemoInputError, DemoRestorer
     from .ui import build_demo
 

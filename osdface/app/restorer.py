@@ -1,18 +1,11 @@
-"""The demo's restoration logic, without any UI: load the model once, validate an upload, pick aligned-crop or
-whole-photo mode, restore, and describe what was done in one line.
+"""The demo's server-side state, without any UI: the models it serves (loaded once, cached), upload checks, the
+output folder, and one line describing what was done. The restoration itself is :func:`osdface.restore.restore_image`.
 
     restorer = DemoRestorer()                           # OSDFACE_MODEL or the bundled nano model, loaded now
     result = restorer.restore("photo.jpg")              # mode="auto": aligned crop or whole photo
     result.after.save("out.png"); print(result.info)
 
 ``osdface.app.ui`` puts a Gradio page on top of this; tests call it directly as well.
-
-Auto mode (the issue leaves the rule open; this is the one chosen): faces are detected first (dlib offline,
-RetinaFace when its weights are on disk). The image is treated as an **aligned crop** when it is square (sides
-within 2 %) and the best face's 5 landmarks lie where the FFHQ template puts them at that size (mean distance below
-10 % of the side, and the similarity transform between them scales by 0.75–1.33) — or when it is square and no
-face is found (a tight or heavily degraded crop often defeats the detector). Everything else is a **whole photo**:
-every face is aligned, restored in one batch and pasted back (``osdface.faces.photo.restore_photo``).
 """
 
 from __future__ import annotations
@@ -31,16 +24,16 @@ import torch
 from PIL import Image
 
 from .. import image_io
-from ..faces.alignment import similarity_transform, template, affine_scale
-from ..faces.color import COLOR_FIX_METHODS, color_fix
-from ..faces.detection import Face, FaceDetector, describe_detector, get_detector
-from ..faces.photo import lanczos_upsample, restore_photo
+from ..devices import DTYPES as DTYPE_NAMES
+from ..devices import pick_device, resolve_dtype
+from ..faces.color import COLOR_FIX_METHODS
+from ..faces.detection import FaceDetector, get_detector
+from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image
+from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
 
 logger = logging.getLogger("osdface.app")
 
-BUNDLED_NANO = Path(__file__).resolve().parents[1] / "assets" / "osdface-nano"
-MODES = ("auto", "aligned", "photo")
-DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPES = ("auto", *DTYPE_NAMES)
 LATENT_MODES = ("mode", "sample")
 UPSCALES = (1, 2, 3, 4)
 #: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
@@ -50,8 +43,8 @@ MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder
 KEEP_RESULTS_S = 3600
 
-__all__ = ["DemoRestorer", "DemoResult", "DemoInputError", "choose_mode", "fills_template", "default_model",
-           "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DemoRestorer", "DemoResult", "DemoInputError", "choose_mode", "default_model", "BUNDLED_NANO", "MODES",
+           "DTYPES", "LATENT_MODES", "UPSCALES", "DEFAULT_MAX_PIXELS"]
 
 
 class DemoInputError(ValueError):
@@ -73,65 +66,6 @@ class DemoResult:
     seconds_per_face: float | None = None
 
 
-def default_model(model: str | os.PathLike | None = None) -> str:
-    """The model to serve: ``model``, else ``$OSDFACE_MODEL``, else the bundled nano model folder."""
-    chosen = model or os.environ.get("OSDFACE_MODEL", "").strip() or BUNDLED_NANO
-    return str(chosen)
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available() or os.environ.get("SPACES_ZERO_GPU"):
-            return torch.device("cuda")
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: no CUDA GPU is visible to PyTorch here; use cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps: Apple-silicon MPS is not available here; use cpu")
-    return device
-
-
-def _is_square(w: int, h: int, tolerance: float = 0.02) -> bool:
-    return abs(w - h) <= tolerance * max(w, h)
-
-
-def fills_template(face: Face, width: int, height: int) -> bool:
-    """Whether ``face`` sits where an FFHQ-aligned crop of this size puts a face (see the module docstring)."""
-    if not _is_square(width, height):
-        return False
-    size = (width + height) / 2.0
-    target = template(size)
-    error = float(np.linalg.norm(face.landmarks - target, axis=1).mean()) / size
-    scale = affine_scale(similarity_transform(face.landmarks, target))
-    return error < 0.10 and 0.75 <= scale <= 1.0 / 0.75
-
-
-def choose_mode(mode: str, faces: list[Face], width: int, height: int) -> tuple[str, str]:
-    """``(mode, reason)`` with mode ``"aligned"`` or ``"photo"``; ``mode`` is what the user asked for."""
-    if mode == "aligned":
-        return "aligned", "aligned crop (chosen)"
-    if mode == "photo":
-        return "photo", "whole photo (chosen)"
-    if faces and fills_template(faces[0], width, height):
-        return "aligned", "aligned crop (auto: the face fills the FFHQ template)"
-    if not faces and _is_square(width, height):
-        return "aligned", "aligned crop (auto: square image, no face detected)"
-    return "photo", "whole photo (auto)"
-
-
-class _KnownFaces(FaceDetector):
-    """A detector that returns faces found before (detection runs once per request)."""
-
-    name = "known"
-
-    def __init__(self, faces: list[Face]):
-        self._faces = faces
-
-    def detect(self, img) -> list[Face]:
-        return list(self._faces)
-
-
 class DemoRestorer:
     """Serves one default model (loaded at construction) and optionally others, cached by (model, dtype).
 
@@ -145,7 +79,10 @@ class DemoRestorer:
                  dtype: str = "auto", detector: str | FaceDetector = "auto", models: tuple[str, ...] = (),
                  allow_custom_models: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                  output_dir: str | os.PathLike | None = None, cache_size: int = 1):
-        self.device = _pick_device(device)
+        try:
+            self.device = pick_device(device)
+        except ValueError as err:
+            raise DemoInputError(str(err)) from None
         self.default_model = default_model(model)
         self.default_dtype = self._resolve_dtype(dtype)
         self.allow_custom_models = bool(allow_custom_models)
@@ -167,11 +104,10 @@ class DemoRestorer:
         dtype = dtype or "auto"
         if dtype not in DTYPES:
             raise DemoInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-        if dtype == "auto":
-            return "fp16" if self.device.type == "cuda" else "fp32"
-        if dtype == "fp16" and self.device.type == "cpu":
-            raise DemoInputError("fp16 needs a GPU; on a CPU use bf16 or fp32")
-        return dtype
+        try:
+            return resolve_dtype(dtype, self.device, cpu_bf16=False)
+        except ValueError as err:
+            raise DemoInputError(str(err)) from None
 
     def model_label(self, model: str) -> str:
         if Path(model) == BUNDLED_NANO:
@@ -179,18 +115,14 @@ class DemoRestorer:
         return Path(model).name if Path(model).is_dir() else model
 
     def _load(self, model: str, dtype: str):
-        from ..pipeline import OSDFacePipeline
-
         logger.info("loading model %s (%s, %s)", model, self.device, dtype)
         t0 = time.perf_counter()
-        pipe = OSDFacePipeline.from_pretrained(model, torch_dtype=dtype, device=self.device, fuse_lora=True)
+        pipe = load_pipeline(model, device=self.device, dtype=dtype, fuse_lora=True)
         logger.info("model %s loaded in %.1f s", model, time.perf_counter() - t0)
         return pipe
 
     def pipeline(self, model: str | None = None, dtype: str | None = None):
         """The pipeline for (model, dtype); the default one is never reloaded, others are loaded on first use."""
-        from ..hub import MissingWeightsError
-
         model = str(model) if model else self.default_model
         dtype = self._resolve_dtype(dtype or self.default_dtype)
         if model not in self.models and not self.allow_custom_models:
@@ -205,11 +137,8 @@ class DemoRestorer:
                 return self._pipes[key]
             try:
                 pipe = self._load(model, dtype)
-            except MissingWeightsError as err:
+            except (MissingWeightsError, ValueError) as err:
                 raise DemoInputError(str(err)) from None
-            except (OSError, ValueError, KeyError) as err:
-                first = str(err).splitlines()[0] if str(err) else ""
-                raise DemoInputError(f"cannot load the model {model}: {type(err).__name__}: {first}") from None
             self._pipes[key] = pipe
             while len(self._pipes) > self.cache_size:
                 self._pipes.popitem(last=False)
@@ -218,13 +147,7 @@ class DemoRestorer:
     def describe(self) -> str:
         pipe = self._default_pipe
         return (f"{self.model_label(self.default_model)} ({pipe.config.preset}, {pipe.config.process_size}² faces) on "
-                f"{self.device.type} {self.default_dtype}; detector: {describe_detector(self.detector)}")
-
-    @staticmethod
-    def weights_note(pipe) -> str:
-        """A warning for models whose weights are a random placeholder (the bundled nano until it is trained)."""
-        title = str((pipe.config.extra or {}).get("title", ""))
-        return "random weights: outputs are not restorations" if "random" in title.lower() else ""
+                f"{self.device.type} {self.default_dtype}; detector: {self.detector.describe()}")
 
     # ------------------------------------------------------------------------------------------------ input
     def load(self, image) -> tuple[Image.Image, str]:
@@ -275,7 +198,7 @@ class DemoRestorer:
         model_name, dtype_name = str(model or self.default_model), self._resolve_dtype(dtype or self.default_dtype)
         w, h = rgb.size
 
-        faces: list[Face] = []
+        faces: list = []
         detect_s = 0.0
         if mode != "aligned":
             report(0.1, desc="detecting faces")
@@ -288,34 +211,25 @@ class DemoRestorer:
             raise DemoInputError(f"{name}: {w}x{h} enlarged {upscale}x would be {w * h * upscale ** 2 / 1e6:.1f} MP; "
                                  f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f} MP (choose a smaller upscale)")
         generator = (torch.Generator(device=pipe.device).manual_seed(seed) if latent_mode == "sample" else None)
-        run_kwargs = dict(latent_mode=latent_mode, generator=generator, progress=progress is not None)
 
         report(0.3, desc="restoring")
         t0 = time.perf_counter()
         notes = []
+        if chosen == "aligned" and not is_square(w, h):
+            notes.append(f"{w}x{h} is not square: stretched to {pipe.config.process_size}²")
+        if chosen == "aligned" and upscale != 1:
+            notes.append("upscale applies to whole photos only")
+        result = restore_image(pipe, rgb, mode=chosen, faces=faces, upscale=upscale,
+                               only_center_face=only_center_face, color_fix=color_fix_method,
+                               latent_mode=latent_mode, generator=generator, progress=progress is not None)
+        before, after = result.before, result.image
         if chosen == "aligned":
-            if not _is_square(w, h):
-                notes.append(f"{w}x{h} is not square: stretched to {pipe.config.process_size}²")
-            out = pipe([rgb], output_type="np", **run_kwargs)[0]
-            size = out.shape[0]
-            before = rgb.resize((size, size), Image.BICUBIC)
-            reference = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
-            out = color_fix(out, reference, color_fix_method)
-            after = Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
             restored_faces = [(after, "restored face")]
-            n_faces = 1
-            if upscale != 1:
-                notes.append("upscale applies to whole photos only")
         else:
-            result = restore_photo(pipe, np.asarray(rgb), detector=_KnownFaces(faces), upscale=upscale,
-                                   only_center_face=only_center_face, color_fix=color_fix_method,
-                                   pipe_kwargs=run_kwargs)
-            before = lanczos_upsample(rgb, upscale)
-            after = result.image
             restored_faces = [(f["restored"], f"face {i + 1}") for i, f in enumerate(result.faces)]
-            n_faces = len(result.faces)
             if not faces:
                 notes.append("no face found: the photo is returned enlarged only")
+        n_faces = len(result.faces)
         run_s = time.perf_counter() - t0
         report(0.9, desc="saving the PNG")
         png = self._save(after, name)
@@ -328,8 +242,7 @@ class DemoRestorer:
                  + (f" (detection {detect_s:.2f} s)" if detect_s else "")]
         if latent_mode == "sample":
             parts.append(f"sampled latent, seed {seed}")
-        weights = self.weights_note(pipe)
-        info = " · ".join(parts + notes + ([f"⚠ {weights}"] if weights else []))
+        info = " · ".join(parts + notes)
         logger.info("%s: %s", name, info)
         return DemoResult(before=before, after=after, faces=restored_faces, png=png, mode=chosen, info=info,
                           faces_found=len(faces), seconds_per_face=per_face)

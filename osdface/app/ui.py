@@ -86,7 +86,6 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             raise gr.Error(f"restoration failed: {type(err).__name__}: {first}", print_exception=False) from None
         return (result.before, result.after), result.faces, str(result.png), result.info
 
-    note = restorer.weights_note(restorer.pipeline())
     with gr.Blocks(title="OSDFace: one-step diffusion face restoration", analytics_enabled=False,
                    delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
@@ -94,8 +93,7 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             "Open implementation of *OSDFace* (Wang et al., CVPR 2025, "
             "[arXiv:2411.17163](https://arxiv.org/abs/2411.17163)): one UNet evaluation restores a 512² face. "
             "Upload an FFHQ-aligned face crop or a whole photo (every face is detected, restored and pasted back).\n\n"
-            f"Serving **{restorer.describe()}**."
-            + (f"\n\n⚠ **The default model has {note}** — it only demonstrates the pipeline." if note else ""))
+            f"Serving **{restorer.describe()}**.")
         with gr.Row():
             with gr.Column():
                 image = UploadImage(type="filepath", label="Photo or face crop",

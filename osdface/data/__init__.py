@@ -1,4 +1,4 @@
-"""Training and benchmark data: the synthetic degradation model (OSDFACE.md §4), paired datasets, the
+"""Training and benchmark data: the synthetic degradation model (docs/ARCHITECTURE.md §4), paired datasets, the
 ``osdface degrade`` benchmark-set builder.
 
 Names are imported lazily, so ``import osdface.data.benchmark_set`` (the CLI parser) does not load OpenCV or torch.

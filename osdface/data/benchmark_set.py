@@ -1,11 +1,11 @@
-"""``osdface degrade``: build a fixed synthetic benchmark set (CelebA-Test style) from a folder of HQ face crops.
+"""Build a fixed synthetic benchmark set (CelebA-Test style) from a folder of HQ face crops.
 
     osdface degrade --input ../shared/data/faces --output bench512 --seed 0 [--size 512] [--limit N] [--workers K]
 
 writes::
 
     DIR/hq/NAME.png     the HQ image, centre-cropped to a square if needed and resized to SIZE² (Lanczos)
-    DIR/lq/NAME.png     x_L = JPEG_q((x_H ⊛ k_σ)↓_r + n_δ)↑_r  (OSDFACE.md §4; osdface.data.degradations)
+    DIR/lq/NAME.png     x_L = JPEG_q((x_H ⊛ k_σ)↓_r + n_δ)↑_r  (docs/ARCHITECTURE.md §4; osdface.data.degradations)
     DIR/params.jsonl    one JSON object per image, in name order: name, source, seed, run_seed, size, and every
                         sampled parameter; ``apply_params(hq, line)`` or ``degrade(hq, line["seed"])`` replays it
 
@@ -18,7 +18,6 @@ go on, and the exit status is 1. ``params.jsonl`` is written last (atomically): 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -27,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["build_benchmark_set", "add_degrade_parser", "cmd_degrade", "BenchmarkSetError", "BenchmarkSetResult",
-           "image_seed"]
+__all__ = ["build_benchmark_set", "BenchmarkSetError", "BenchmarkSetResult", "image_seed"]
 
 
 class BenchmarkSetError(Exception):
@@ -233,33 +231,3 @@ def build_benchmark_set(input_dir: str | os.PathLike, output_dir: str | os.PathL
             pass
         raise BenchmarkSetError(f"cannot write {out / 'params.jsonl'}: {err.strerror or err}") from None
     return result
-
-
-# ---------------------------------------------------------------------------------------------------------- CLI
-def cmd_degrade(args) -> int:
-    try:
-        result = build_benchmark_set(args.input, args.output, args.seed, size=args.size, limit=args.limit,
-                                     workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
-    except BenchmarkSetError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    total = len(result.written) + len(result.failed)
-    print(f"wrote {len(result.written)} of {total} pair(s) into {result.output} (hq/, lq/, params.jsonl)"
-          + (f"; {len(result.failed)} failed" if result.failed else ""))
-    return 1 if result.failed else 0
-
-
-def add_degrade_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``osdface degrade`` on the CLI's sub-parsers."""
-    d = subparsers.add_parser("degrade", help="build a fixed synthetic (LQ, HQ) benchmark set from HQ faces",
-                              description=__doc__.split("\n")[0])
-    d.add_argument("-i", "--input", required=True, help="a folder of HQ face crops (or one image file)")
-    d.add_argument("-o", "--output", required=True, help="the folder to write: hq/, lq/, params.jsonl (new or empty)")
-    d.add_argument("--seed", type=int, required=True, help="run seed (each image's seed derives from it and its name)")
-    d.add_argument("--size", type=int, default=512, help="HQ and LQ size in pixels (default 512)")
-    d.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
-    d.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    d.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --output")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=cmd_degrade)
-    return d

@@ -66,7 +66,7 @@ def _resolve_files(source: PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 class PairedFaceDataset(Dataset):
-    """HQ face images → on-the-fly synthetic (LQ, HQ) pairs (OSDFACE.md §4 degradation).
+    """HQ face images → on-the-fly synthetic (LQ, HQ) pairs (docs/ARCHITECTURE.md §4 degradation).
 
     Args:
         hq_dir: a folder of HQ images (non-recursive; image extensions only, sorted by name) or a list of files

@@ -1,6 +1,6 @@
 """Synthetic face degradations: the blind face-restoration model of OSDFace's training and CelebA-Test benchmark.
 
-Spec: ``shared/spec/OSDFACE.md`` §4 (the CelebA-Test protocol inherited from DAEFR / CodeFormer)::
+docs/ARCHITECTURE.md §4 (the CelebA-Test protocol inherited from DAEFR / CodeFormer)::
 
     x_L = JPEG_q( (x_H ⊛ k_σ)↓_r + n_δ )↑_r
 
@@ -35,7 +35,7 @@ Reproducibility
     Same seed + same input → identical bytes on the same platform and OpenCV build. A params dict (for example a
     line of a benchmark set's ``params.jsonl``) replays exactly with ``apply_params(img, params)``.
 
-Speed (``python -m osdface.data.degradations --bench [--threads 1]``; 512×512 RGB, one process, 100–200 seeds,
+Speed (``python benchmarks/degradations.py [--threads 1]``; 512×512 RGB, one process, 100–200 seeds,
 this project's 2-core AMD EPYC CPU, opencv-python 4.14.0.94, numpy 2.4):
     ≈ 40 images/s with OpenCV's default 2 threads (three runs: 34, 41, 46; mean 22–29 ms per image),
     ≈ 35–42 images/s with ``--threads 1`` (two runs). The time depends on r (r = 0.8 enlarges the image before the noise and
@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
+from ..image_io import to_uint8
 
 __all__ = [
     "DegradationConfig",
@@ -101,7 +103,7 @@ def _check_range(name: str, rng: Any, lo_bound: float, hi_bound: float, *, allow
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    """Ranges of the synthetic degradation (defaults: OSDFACE.md §4, the DAEFR / CodeFormer CelebA-Test protocol).
+    """Ranges of the synthetic degradation (defaults: docs/ARCHITECTURE.md §4, the DAEFR / CodeFormer CelebA-Test protocol).
 
     A range is a ``(low, high)`` pair sampled uniformly (``jpeg_range``: integers, both ends included).
     ``noise_range=None`` / ``jpeg_range=None`` switch that step off.
@@ -267,7 +269,7 @@ def apply_params(image_uint8_hwc: np.ndarray, params: Mapping[str, Any]) -> np.n
     if sigma > 0:
         noise = np.random.default_rng(int(params["noise_seed"])).standard_normal(x.shape, dtype=np.float32)
         x = x + noise * np.float32(sigma / 255.0)
-    y = np.clip(np.rint(x * np.float32(255.0)), 0, 255).astype(np.uint8)
+    y = to_uint8(x)
 
     # 4. JPEG_q (OpenCV expects BGR: swap so that the chroma planes are computed from the true colours)
     q = params.get("jpeg_quality")
@@ -311,50 +313,3 @@ class Degrader:
 
     def __repr__(self) -> str:
         return f"Degrader({self.config!r})"
-
-
-# ------------------------------------------------------------------------------------------------ benchmark
-def _bench_image(size: int = 512) -> np.ndarray:
-    """A deterministic textured test image (smooth gradients + edges + fine noise), uint8 (size, size, 3)."""
-    g = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    base = np.stack([xx, yy, 0.5 + 0.5 * np.sin(12 * xx + 7 * yy)], axis=-1)
-    base += ((xx * 16).astype(int) % 2 ^ (yy * 16).astype(int) % 2)[..., None] * 0.2
-    base += g.normal(0, 0.05, base.shape).astype(np.float32)
-    return np.clip(base / base.max() * 255, 0, 255).astype(np.uint8)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-    import time
-
-    p = argparse.ArgumentParser(prog="python -m osdface.data.degradations",
-                                description="Benchmark the synthetic degradation (images/s, one process).")
-    p.add_argument("--bench", action="store_true", help="run the benchmark")
-    p.add_argument("--n", type=int, default=100, help="number of images (seeds 0..n-1)")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's default)")
-    args = p.parse_args(argv)
-    if not args.bench:
-        p.print_help()
-        return 0
-    cv2 = _cv2()
-    if args.threads is not None:
-        cv2.setNumThreads(args.threads)
-    img = _bench_image(args.size)
-    degrade(img, 0)  # warm-up
-    times = []
-    for seed in range(args.n):
-        t0 = time.perf_counter()
-        degrade(img, seed)
-        times.append(time.perf_counter() - t0)
-    total = sum(times)
-    print(f"degrade {args.size}x{args.size} RGB, {args.n} images, cv2 {cv2.__version__}, "
-          f"{cv2.getNumThreads()} OpenCV thread(s): {args.n / total:.1f} images/s "
-          f"(mean {1000 * total / args.n:.1f} ms, median {1000 * sorted(times)[len(times) // 2]:.1f} ms, "
-          f"max {1000 * max(times):.1f} ms)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -1,18 +1,26 @@
-"""Evaluation: the paper's metrics (OSDFACE.md §5) for restored faces, a report in the paper's column order, and
+"""Evaluation: the paper's metrics (docs/ARCHITECTURE.md §5) for restored faces, a report in the paper's column order, and
 ``osdface eval`` / ``osdface evaluate-model``.
 
 One concept per module: :mod:`~osdface.eval.psnr_ssim`, :mod:`~osdface.eval.perceptual` (LPIPS, DISTS),
 :mod:`~osdface.eval.identity` (Deg, Deg-dlib), :mod:`~osdface.eval.landmarks` (LMD), :mod:`~osdface.eval.fid`,
 :mod:`~osdface.eval.no_reference` (MUSIQ, NIQE, CLIPIQA, MANIQA via pyiqa), :mod:`~osdface.eval.report`,
-:mod:`~osdface.eval.evaluate` (the runner), :mod:`~osdface.eval.evaluate_model`, :mod:`~osdface.eval.cli`.
-Weight files are read from ``--weights-dir`` only (:mod:`~osdface.eval.weights`).
+:mod:`~osdface.eval.evaluate` (the runner), :mod:`~osdface.eval.evaluate_model`; the registry of metrics is
+:mod:`~osdface.eval.metrics`. Names are imported on first use.
+Weight files are read from ``--weights-dir`` only (found by :mod:`osdface.weights`).
 """
 
-from .evaluate import Evaluator, evaluate_folders, parse_metrics
-from .fid import frechet_distance
-from .psnr_ssim import psnr, ssim
-from .report import EvalReport, MethodResult, to_markdown, write_report
-from .weights import MetricUnavailable
+import importlib
 
-__all__ = ["Evaluator", "evaluate_folders", "parse_metrics", "frechet_distance", "psnr", "ssim", "EvalReport",
-           "MethodResult", "to_markdown", "write_report", "MetricUnavailable"]
+_NAMES = {
+    "Evaluator": "evaluate", "evaluate_folders": "evaluate", "parse_metrics": "evaluate",
+    "frechet_distance": "fid", "psnr": "psnr_ssim", "ssim": "psnr_ssim",
+    "EvalReport": "report", "MethodResult": "report", "to_markdown": "report", "write_report": "report",
+    "METRICS": "metrics", "MetricInfo": "metrics",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,8 +3,7 @@
 The models ship (CC0) in the ``face-recognition-models`` package: ``shape_predictor_68_face_landmarks.dat``,
 ``shape_predictor_5_face_landmarks.dat``, ``dlib_face_recognition_resnet_model_v1.dat``. The box is found on the
 ground truth with dlib's HOG detector (the largest face); when it finds none, the box that HOG gives on typical
-FFHQ-aligned crops is used (:data:`ALIGNED_BOX`, measured as the median over 40 of the shared 512² faces:
-(95, 164)–(405, 474)). The same box is then used for the prediction, so that a metric compares landmark
+FFHQ-aligned crops is used (:data:`osdface.faces.alignment.ALIGNED_BOX`). The same box is then used for the prediction, so that a metric compares landmark
 positions, not detector jitter.
 """
 
@@ -16,12 +15,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .weights import MetricUnavailable
+from ..faces.alignment import ALIGNED_BOX
+from ..weights import MissingWeightsError, face_recognition_models_dir
 
-__all__ = ["ALIGNED_BOX", "dlib_models", "face_box", "to_rgb_uint8"]
+__all__ = ["dlib_models", "face_box", "to_rgb_uint8"]
 
-# (left, top, right, bottom) as fractions of the side of an FFHQ-aligned square face
-ALIGNED_BOX = (95 / 512, 164 / 512, 405 / 512, 474 / 512)
 _BOXES: OrderedDict = OrderedDict()  # image digest → (l, t, r, b, detected): LMD and Deg-dlib share one detection
 _BOXES_MAX = 256
 
@@ -32,18 +30,13 @@ def dlib_models():
     try:
         import dlib
     except ImportError as err:
-        raise MetricUnavailable(f"needs dlib (pip install dlib-bin==20.0.1.post1): {err}") from None
-    from ..faces.detection import DetectorUnavailableError, _face_recognition_models_dir
-
-    try:
-        folder = _face_recognition_models_dir()
-    except DetectorUnavailableError as err:
-        raise MetricUnavailable(f"needs {err}") from None
+        raise MissingWeightsError(f"needs dlib (pip install dlib-bin==20.0.1.post1): {err}") from None
+    folder = face_recognition_models_dir()
     files = ["shape_predictor_68_face_landmarks.dat", "shape_predictor_5_face_landmarks.dat",
              "dlib_face_recognition_resnet_model_v1.dat"]
     for name in files:
         if not (folder / name).is_file():
-            raise MetricUnavailable(f"needs {name} from the package face-recognition-models==0.3.0 (reinstall it)")
+            raise MissingWeightsError(f"needs {name} from the package face-recognition-models==0.3.0 (reinstall it)")
     return (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(folder / files[0])),
             dlib.shape_predictor(str(folder / files[1])), dlib.face_recognition_model_v1(str(folder / files[2])))
 

@@ -20,20 +20,14 @@ from typing import Callable
 
 import torch
 
+from ..weights import MissingWeightsError
 from .image_sets import EvalInputError, iter_batches, list_set, pair_sets
-from .report import METRICS, EvalReport, MethodResult
-from .weights import MetricUnavailable
+from .metrics import ALIASES, DEFAULT_FR_METRICS, DEFAULT_NR_METRICS, METRICS, NO_REFERENCE
+from .report import EvalReport, MethodResult
 
 __all__ = ["EvalInputError", "ALIASES", "DEFAULT_FR_METRICS", "DEFAULT_NR_METRICS", "parse_metrics", "Evaluator",
            "evaluate_folders"]
 
-DEFAULT_FR_METRICS = ["LPIPS", "DISTS", "MUSIQ", "NIQE", "Deg", "LMD", "FID(ref)", "FID(HQ)", "PSNR", "SSIM",
-                      "PSNR-RGB", "SSIM-RGB", "CLIPIQA", "MANIQA", "Deg-dlib"]
-DEFAULT_NR_METRICS = ["CLIPIQA", "MANIQA", "MUSIQ", "NIQE", "FID(ref)"]
-ALIASES = {m.lower(): m for m in METRICS}
-ALIASES.update({"fid-ref": "FID(ref)", "fid-ffhq": "FID(ref)", "fid(ffhq)": "FID(ref)", "fid-hq": "FID(HQ)",
-                "psnr-y": "PSNR", "ssim-y": "SSIM", "deg-arcface": "Deg", "clip-iqa": "CLIPIQA"})
-NO_REFERENCE = {"MUSIQ", "NIQE", "CLIPIQA", "MANIQA"}
 FID_REF_HINT = ("needs --fid-ref: Inception statistics of the reference set (.npz with mu and sigma; for the "
                 "paper's FID(FFHQ), FFHQ's statistics, e.g. written by `osdface eval --pred FFHQ_DIR "
                 "--save-fid-stats ffhq.npz`)")
@@ -66,8 +60,9 @@ def parse_metrics(items, has_gt: bool) -> list[str]:
 
 
 class Evaluator:
-    """Builds the requested metrics once. ``factories`` may override how a metric is built (tests pass
-    random-weight stand-ins): metric name → callable returning the metric object."""
+    """Builds the requested metrics once (each by its factory in :data:`osdface.eval.metrics.METRICS`).
+    ``factories`` may override how a metric is built (tests pass random-weight stand-ins): metric name (``"FID"``
+    for the shared FID features) → a callable without arguments returning the metric object."""
 
     def __init__(self, metrics: list[str], *, weights_dir=None, device="cpu", lpips_net: str = "alex",
                  fid_ref=None, batch_size: int = 8, factories: dict[str, Callable] | None = None,
@@ -89,63 +84,23 @@ class Evaluator:
             try:
                 if name == "FID(ref)":
                     if fid_ref is None:
-                        raise MetricUnavailable(FID_REF_HINT)
+                        raise MissingWeightsError(FID_REF_HINT)
                     from .fid import load_stats
 
                     try:
                         self.fid_ref_stats = load_stats(fid_ref)
                     except (OSError, ValueError) as err:
-                        raise MetricUnavailable(f"needs readable --fid-ref statistics: {err}") from None
-                if name in ("FID(ref)", "FID(HQ)"):
-                    if "FID" not in self.objects:
-                        make = factories.get("FID") or self._default_factory("FID")
-                        self.objects["FID"] = make()
-                    continue
-                make = factories.get(name) or self._default_factory(name)
-                self.objects[name] = make()
-            except MetricUnavailable as err:
+                        raise MissingWeightsError(f"needs readable --fid-ref statistics: {err}") from None
+                info = METRICS[name]
+                key = info.shared or name
+                if key not in self.objects:
+                    override = factories.get(key)
+                    self.objects[key] = override() if override else info.factory(self)
+            except MissingWeightsError as err:
                 self.unavailable[name] = str(err)  # listed under the table
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
                 self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - c0
-
-    def _default_factory(self, name: str) -> Callable:
-        wd, dev = self.weights_dir, self.device
-        if name in ("PSNR", "SSIM", "PSNR-RGB", "SSIM-RGB"):
-            from . import psnr_ssim
-
-            fn = psnr_ssim.psnr if name.startswith("PSNR") else psnr_ssim.ssim
-            y = not name.endswith("-RGB")
-            return lambda: (lambda p, g: fn(p, g, y_channel=y))
-        if name == "LPIPS":
-            from .perceptual import LPIPSMetric
-
-            return lambda: LPIPSMetric.from_weights_dir(wd, net=self.lpips_net, device=dev)
-        if name == "DISTS":
-            from .perceptual import DISTSMetric
-
-            return lambda: DISTSMetric.from_weights_dir(wd, device=dev)
-        if name == "Deg":
-            from .identity import ArcFaceDeg
-
-            return lambda: ArcFaceDeg.from_weights_dir(wd, device=dev)
-        if name == "Deg-dlib":
-            from .identity import DlibDeg
-
-            return DlibDeg
-        if name == "LMD":
-            from .landmarks import LandmarkDistance
-
-            return LandmarkDistance
-        if name == "FID":
-            from .fid import FIDAccumulator, InceptionFeatures
-
-            return lambda: FIDAccumulator(InceptionFeatures.from_weights_dir(wd, device=dev))
-        if name in NO_REFERENCE:
-            from .no_reference import PyiqaMetric
-
-            return lambda: PyiqaMetric(name, wd, device=dev)
-        raise ValueError(f"unknown metric {name!r}")
 
     def _timed(self, name: str, fn, *args):
         t0, c0 = time.perf_counter(), time.process_time()

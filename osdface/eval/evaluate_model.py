@@ -92,32 +92,28 @@ def _build_set(files: list[Path], bench: Path, seed: int, size: int, workers: in
         log(f"{len(result.failed)} image(s) could not be degraded and are left out")
 
 
-def _restore(pipe, lq: dict[str, Path], out_dir: Path, batch_size: int, log) -> float:
-    """Restore every LQ image into ``out_dir/NAME.png``; returns the seconds spent in the model."""
-    from ..image_io import load_image, save_png
+def _progress(total: int, every: int, log) -> Callable[[int], None]:
+    """A counter that logs ``restored k/total`` every ``every`` images and at the end."""
+    done = [0]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names, seconds = sorted(lq), 0.0
-    for start in range(0, len(names), batch_size):
-        chunk = names[start:start + batch_size]
-        images = [load_image(lq[n]) for n in chunk]
-        t0 = time.perf_counter()
-        restored = pipe(images, output_type="pil", batch_size=len(images))
-        seconds += time.perf_counter() - t0
-        for n, img in zip(chunk, restored):
-            save_png(img, out_dir / f"{n}.png")
-        log(f"restored {min(start + batch_size, len(names))}/{len(names)}")
-    return seconds
+    def tick(n: int) -> None:
+        done[0] += n
+        if done[0] % every == 0 or done[0] == total:
+            log(f"restored {done[0]}/{total}")
+    return tick
 
 
-def evaluate_model(model: str, hq: str | os.PathLike, out: str | os.PathLike, *, split: str = "all",
+def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathLike, *, split: str = "all",
                    limit: int | None = None, seed: int = 0, size: int | None = None, device="cpu", dtype: str = "fp32",
                    batch_size: int = 4, metrics=None, weights_dir=None, fid_ref=None, lpips_net: str = "alex",
                    grid: int = 6, workers: int = 1, overwrite: bool = False, pipe=None, evaluator_kwargs=None,
                    log: Callable[[str], None] | None = None):
     """The whole command as a function; returns ``(report, paths)`` (``paths``: report files and the grid).
-    ``pipe``: an already loaded :class:`OSDFacePipeline` (then ``model`` is only its label). ``size``: the HQ
-    size (default: the model's ``process_size``, the size of its outputs, 512 for nano and sd21)."""
+    ``model``: a folder or Hub id (None: the bundled nano model); ``pipe``: an already loaded
+    :class:`OSDFacePipeline` (then ``model`` is only its label). ``size``: the HQ size (default: the model's
+    ``process_size``, the size of its outputs, 512 for nano and sd21)."""
+    from ..devices import dtype_name
+    from ..restore import restore_files
     from .evaluate import Evaluator, parse_metrics
     from .grid import save_grid
     from .report import write_report
@@ -131,10 +127,12 @@ def evaluate_model(model: str, hq: str | os.PathLike, out: str | os.PathLike, *,
             shutil.rmtree(out / sub)
     t0 = time.perf_counter()
     if pipe is None:
-        from ..pipeline import OSDFacePipeline
+        from ..restore import load_pipeline
 
-        pipe = OSDFacePipeline.from_pretrained(model, torch_dtype=dtype, device=device)
+        pipe = load_pipeline(model, device=device, dtype=dtype, fuse_lora=False)
+        model = pipe.name
     load_s = time.perf_counter() - t0
+    dtype = dtype_name(pipe.dtype)
     size = int(size) if size is not None else int(pipe.config.process_size)
     if _is_prepared(hq):
         bench = hq
@@ -151,7 +149,12 @@ def evaluate_model(model: str, hq: str | os.PathLike, out: str | os.PathLike, *,
         gt = {k: v for k, v in gt.items() if k in keep}
         lq = {k: v for k, v in lq.items() if k in keep}
 
-    restore_s = _restore(pipe, lq, out / "restored", batch_size, log)
+    names = sorted(lq)
+    summary = restore_files(pipe, [lq[n] for n in names], out, faces_dir="restored", batch_size=batch_size,
+                            log=log, on_done=_progress(len(names), batch_size, log))
+    if summary.failed:
+        raise EvalInputError(f"{len(summary.failed)} degraded image(s) could not be restored, e.g. {summary.failed[0]}")
+    restore_s = summary.model_seconds
     restored = list_set(out / "restored", "restored")
 
     label = f"{Path(model).name if Path(model).exists() else model} ({pipe.config.preset})"

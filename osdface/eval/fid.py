@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .weights import MetricUnavailable, find_weight, load_state_dict_file
+from ..weights import MissingWeightsError, find_weight, load_state_dict_file
 
 __all__ = ["INCEPTION_FILE", "INCEPTION_URL", "frechet_distance", "feature_stats", "load_stats", "save_stats",
            "InceptionFeatures", "FIDAccumulator"]
@@ -93,7 +93,7 @@ class InceptionFeatures(torch.nn.Module):
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as err:
-            raise MetricUnavailable(f"needs the package torch-fidelity (pip install torch-fidelity==0.4.0): "
+            raise MissingWeightsError(f"needs the package torch-fidelity (pip install torch-fidelity==0.4.0): "
                                     f"{err}") from None
         # torch-fidelity reads weights from a path with a full unpickle; it gets a file of plain tensors written
         # here from a state dict that was itself read with weights_only=True

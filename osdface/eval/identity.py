@@ -2,7 +2,7 @@
 
     Deg = arccos(⟨e(x̂), e(x)⟩ / (|e(x̂)| |e(x)|)) · 180 / π,   averaged over images
 
-* **Deg** (the paper's column, OSDFACE.md §5: ArcFace embeddings): the ArcFace IR-SE-50 of the identity loss
+* **Deg** (the paper's column, docs/ARCHITECTURE.md §5: ArcFace embeddings): the ArcFace IR-SE-50 of the identity loss
   (:mod:`osdface.losses.identity`: FFHQ-aligned face → fixed centre crop → 112² → embedding), with weights from
   ``--weights-dir``: one of ``recognition_arcface_ir_se50.pth`` (facexlib), ``model_ir_se50.pth`` (same layout) or
   ``arcface_ir_se50.safetensors``. Which ArcFace the paper used is not stated, so values are close to, not
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .dlib_faces import dlib_models, face_box, to_rgb_uint8
-from .weights import MetricUnavailable
+from ..weights import MissingWeightsError
 
 __all__ = ["ArcFaceDeg", "DlibDeg", "angle_degrees"]
 
@@ -45,23 +45,22 @@ class ArcFaceDeg:
 
     @classmethod
     def from_weights_dir(cls, weights_dir, device="cpu") -> "ArcFaceDeg":
-        from ..hub import MissingWeightsError
-        from ..losses.identity import ARCFACE_FILES, ARCFACE_URL, load_identity_network
+        from ..networks.arcface import ARCFACE_FILES, ARCFACE_URL, load_arcface
 
         where = f"get it from {ARCFACE_URL}"
         if weights_dir is None:
-            raise MetricUnavailable(f"needs {ARCFACE_FILES[0]} (ArcFace IR-SE-50) in --weights-dir (none given), "
+            raise MissingWeightsError(f"needs {ARCFACE_FILES[0]} (ArcFace IR-SE-50) in --weights-dir (none given), "
                                     f"{where}")
         from pathlib import Path
 
         found = [Path(weights_dir) / n for n in ARCFACE_FILES if (Path(weights_dir) / n).is_file()]
         if not found:
-            raise MetricUnavailable(f"needs {ARCFACE_FILES[0]} (ArcFace IR-SE-50; or {' / '.join(ARCFACE_FILES[1:])}"
+            raise MissingWeightsError(f"needs {ARCFACE_FILES[0]} (ArcFace IR-SE-50; or {' / '.join(ARCFACE_FILES[1:])}"
                                     f") in {weights_dir}, {where}")
         try:
-            return cls(load_identity_network(found[0]), device=device)
+            return cls(load_arcface(found[0]), device=device)
         except MissingWeightsError as err:
-            raise MetricUnavailable(f"needs a usable ArcFace IR-SE-50 file: {err}") from None
+            raise MissingWeightsError(f"needs a usable ArcFace IR-SE-50 file: {err}") from None
 
     @torch.no_grad()
     def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

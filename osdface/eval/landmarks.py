@@ -32,7 +32,7 @@ class LandmarkDistance:
     name = "LMD"
 
     def __init__(self):
-        dlib_models()  # fail early (MetricUnavailable) when dlib or its model files are missing
+        dlib_models()  # fail early (MissingWeightsError) when dlib or its model files are missing
         self.fallback_boxes = 0
 
     def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

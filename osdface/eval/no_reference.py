@@ -20,7 +20,7 @@ MANIQA      ``maniqa``   ``pyiqa/ckpt_koniq10k.pt`` and timm's        :data:`PYI
 CLIPIQA     ``clipiqa``  ``clip/RN50.pt`` (OpenAI CLIP ResNet-50)     :data:`CLIP_RN50_URL`
 =========== ============ ========================================== ==============================================
 
-The column names follow the paper (OSDFACE.md §5); the pyiqa variants are the toolbox's defaults (MUSIQ and MANIQA
+The column names follow the paper (docs/ARCHITECTURE.md §5); the pyiqa variants are the toolbox's defaults (MUSIQ and MANIQA
 trained on KonIQ-10k, CLIPIQA with its fixed prompts, NIQE on the Y channel). MUSIQ, CLIPIQA and MANIQA: higher
 is better; NIQE: lower is better. Not exercised by this project's tests (pyiqa cannot be installed beside it).
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .weights import MetricUnavailable
+from ..weights import MissingWeightsError
 
 __all__ = ["PYIQA_METRICS", "PYIQA_WEIGHTS_URL", "CLIP_RN50_URL", "PyiqaMetric", "required_files"]
 
@@ -82,20 +82,20 @@ class PyiqaMetric:
             import pyiqa
         except Exception as err:  # noqa: BLE001 - ImportError, or a broken cv2 / dependency at import
             first = files[0]
-            raise MetricUnavailable(f"needs {PYIQA_INSTALL} and {first[0].name}, get it from {first[1]} "
+            raise MissingWeightsError(f"needs {PYIQA_INSTALL} and {first[0].name}, get it from {first[1]} "
                                     f"(import pyiqa: {type(err).__name__})") from None
         if weights_dir is None:
-            raise MetricUnavailable(f"needs {files[0][0].name} in --weights-dir (none given), get it from "
+            raise MissingWeightsError(f"needs {files[0][0].name} in --weights-dir (none given), get it from "
                                     f"{files[0][1]}")
         for path, url in files:
             if not path.is_file():
-                raise MetricUnavailable(f"needs {path}, get it from {url}")
+                raise MissingWeightsError(f"needs {path}, get it from {url}")
         self.name, self.device = column, torch.device(device)
         try:
             with _pyiqa_cache(Path(weights_dir)):
                 self.model = pyiqa.create_metric(PYIQA_METRICS[column][0], device=self.device)
         except Exception as err:  # noqa: BLE001 - e.g. MANIQA's timm backbone absent from the HF cache
-            raise MetricUnavailable(f"needs every weight file of pyiqa's {PYIQA_METRICS[column][0]} under "
+            raise MissingWeightsError(f"needs every weight file of pyiqa's {PYIQA_METRICS[column][0]} under "
                                     f"{weights_dir} (pyiqa failed: {type(err).__name__}: "
                                     f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
 

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .weights import MetricUnavailable, find_weight, load_state_dict_file
+from ..weights import MissingWeightsError, find_weight, load_state_dict_file
 
 __all__ = ["LPIPSMetric", "DISTSMetric", "LPIPS_BACKBONES", "DISTS_FOLDER"]
 
@@ -57,7 +57,7 @@ class LPIPSMetric:
         try:
             import lpips
         except ImportError as err:
-            raise MetricUnavailable(f"needs the package lpips (pip install lpips==0.1.4): {err}") from None
+            raise MissingWeightsError(f"needs the package lpips (pip install lpips==0.1.4): {err}") from None
         # pnet_rand: no torchvision download; the backbone is filled from the given weights below
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated pretrained=False
             warnings.simplefilter("ignore", UserWarning)
@@ -89,13 +89,13 @@ def _load_backbone(net: torch.nn.Module, state_dict: dict, name: str) -> None:
         _, idx, param = key.split(".")
         src = f"features.{idx}.{param}"
         if src not in state_dict:
-            raise MetricUnavailable(f"needs torchvision's {name} weights ({LPIPS_BACKBONES[name][0]}); the given "
+            raise MissingWeightsError(f"needs torchvision's {name} weights ({LPIPS_BACKBONES[name][0]}); the given "
                                     f"file lacks {src}")
         mapped[key] = state_dict[src]
     try:
         net.load_state_dict(mapped, strict=True)
     except RuntimeError as err:
-        raise MetricUnavailable(f"needs torchvision's {name} weights ({LPIPS_BACKBONES[name][0]}); the given file "
+        raise MissingWeightsError(f"needs torchvision's {name} weights ({LPIPS_BACKBONES[name][0]}); the given file "
                                 f"does not fit: {str(err).splitlines()[0][:160]}") from None
 
 
@@ -110,18 +110,18 @@ class DISTSMetric:
 
     @classmethod
     def from_weights_dir(cls, weights_dir, device="cpu") -> "DISTSMetric":
-        from ..hub import MissingWeightsError
-        from ..losses.dists import DISTS_WEIGHTS_URL, VGG16_URL, load_dists
+        from ..weights import MissingWeightsError
+        from ..networks.dists import DISTS_WEIGHTS_URL, VGG16_URL, load_dists
 
         how = (f"get vgg16-397923af.pth ({VGG16_URL}) and weights.pt ({DISTS_WEIGHTS_URL}), then run `osdface "
                f"convert-dists --vgg vgg16-397923af.pth --dists weights.pt --out WEIGHTS_DIR/{DISTS_FOLDER}`")
         if weights_dir is None:
-            raise MetricUnavailable(f"needs the folder {DISTS_FOLDER}/ in --weights-dir (none given); {how}")
+            raise MissingWeightsError(f"needs the folder {DISTS_FOLDER}/ in --weights-dir (none given); {how}")
         folder = os.path.join(str(weights_dir), DISTS_FOLDER)
         try:
             return cls(load_dists(folder), device=device)
         except MissingWeightsError:
-            raise MetricUnavailable(f"needs the folder {folder} (config.json + safetensors); {how}") from None
+            raise MissingWeightsError(f"needs the folder {folder} (config.json + safetensors); {how}") from None
 
     @torch.no_grad()
     def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ report; the OSDFace paper's table has no PSNR/SSIM and the spec states no conven
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -104,7 +103,3 @@ def ssim(pred: torch.Tensor, gt: torch.Tensor, y_channel: bool = True) -> torch.
     num = (2 * mu_p * mu_g + c1) * (2 * cov + c2)
     den = (mu_p**2 + mu_g**2 + c1) * (var_p + var_g + c2)
     return (num / den).mean(dim=(2, 3)).mean(dim=1).double().cpu()
-
-
-def format_psnr(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.2f}"

@@ -1,6 +1,6 @@
 """The evaluation report: one row per method, columns in the paper's order, as markdown, JSON and CSV.
 
-* Synthetic sets (with ground truth), the paper's CelebA-Test order (OSDFACE.md §5):
+* Synthetic sets (with ground truth), the paper's CelebA-Test order (docs/ARCHITECTURE.md §5):
   LPIPS, DISTS, MUSIQ, NIQE, Deg, LMD, FID(FFHQ), FID(HQ); then this project's extras: PSNR, SSIM (Y channel),
   PSNR-RGB, SSIM-RGB, CLIPIQA, MANIQA, Deg-dlib.
 * Real-world sets (no ground truth), the paper's order: CLIPIQA, MANIQA, MUSIQ, NIQE, FID.
@@ -20,42 +20,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MetricInfo", "METRICS", "SYNTHETIC_ORDER", "REAL_ORDER", "PAPER_ROWS", "MethodResult", "EvalReport",
-           "format_value", "ordered_columns", "to_markdown", "write_report", "paper_rows"]
+from .metrics import METRICS, REAL_ORDER, SYNTHETIC_ORDER
+
+__all__ = ["PAPER_ROWS", "MethodResult", "EvalReport", "format_value", "ordered_columns", "to_markdown",
+           "write_report", "paper_rows"]
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_better: bool
-    digits: int
-    per_image: bool = True
-    needs_gt: bool = True
-    leading_dot: bool = False  # the paper's ".3365" style for scores in [0, 1]
-
-
-METRICS: dict[str, MetricInfo] = {m.name: m for m in [
-    MetricInfo("LPIPS", False, 4, leading_dot=True),
-    MetricInfo("DISTS", False, 4, leading_dot=True),
-    MetricInfo("MUSIQ", True, 2, needs_gt=False),
-    MetricInfo("NIQE", False, 3, needs_gt=False),
-    MetricInfo("Deg", False, 2),
-    MetricInfo("LMD", False, 3),
-    MetricInfo("FID(ref)", False, 2, per_image=False, needs_gt=False),
-    MetricInfo("FID(HQ)", False, 2, per_image=False),
-    MetricInfo("PSNR", True, 2),
-    MetricInfo("SSIM", True, 4),
-    MetricInfo("PSNR-RGB", True, 2),
-    MetricInfo("SSIM-RGB", True, 4),
-    MetricInfo("CLIPIQA", True, 4, needs_gt=False, leading_dot=True),
-    MetricInfo("MANIQA", True, 4, needs_gt=False, leading_dot=True),
-    MetricInfo("Deg-dlib", False, 2),
-]}
-SYNTHETIC_ORDER = ["LPIPS", "DISTS", "MUSIQ", "NIQE", "Deg", "LMD", "FID(ref)", "FID(HQ)", "PSNR", "SSIM",
-                   "PSNR-RGB", "SSIM-RGB", "CLIPIQA", "MANIQA", "Deg-dlib"]
-REAL_ORDER = ["CLIPIQA", "MANIQA", "MUSIQ", "NIQE", "FID(ref)"]
-
-# OSDFACE.md §5, as printed in the paper
+# docs/ARCHITECTURE.md §5, as printed in the paper
 PAPER_ROWS: dict[str, dict[str, dict[str, float]]] = {
     "celeba-test": {
         "CodeFormer": {"LPIPS": .3412, "DISTS": .2151, "MUSIQ": 75.94, "NIQE": 4.516, "Deg": 62.20, "LMD": 5.382,
@@ -178,8 +149,7 @@ def to_json(report: EvalReport) -> dict:
 
 
 def _csv_rows(report: EvalReport):
-    cols = [c for c in ordered_columns(report.metrics, report.has_gt)
-            if METRICS.get(c, MetricInfo(c, False, 4)).per_image]
+    cols = [c for c in ordered_columns(report.metrics, report.has_gt) if c not in METRICS or METRICS[c].per_image]
     yield ["method", "image"] + cols
     for m in report.methods:
         for img, vals in m.per_image.items():

@@ -1,11 +1,11 @@
-"""Exercises of notebook 01 (degradations, spec §4): the blur kernel and the noise step.
+"""Exercises of notebook 01 (degradations, docs/ARCHITECTURE.md §4): the blur kernel and the noise step.
 
 ``check_gaussian_kernel(fn)``: ``fn(size, sigma_x, sigma_y, angle) -> (size, size)`` normalised Gaussian kernel with
 covariance ``R(θ) diag(σx², σy²) R(θ)ᵀ`` — graded against :func:`osdface.data.degradations.gaussian_kernel`.
 
 ``check_add_noise(fn)``: ``fn(img_uint8, sigma, seed) -> uint8`` adds ``N(0, (σ/255)²)`` noise drawn with
 ``np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)`` to the image scaled to [0, 1], then rounds
-back to 8 bits — graded against :func:`osdface.data.degradations.apply_params` with every other step switched off
+back to 8 bits (half up) — graded against :func:`osdface.data.degradations.apply_params` with every other step switched off
 (a 1-tap blur, r = 1, no JPEG).
 """
 
@@ -22,7 +22,8 @@ KERNEL_HINT = ("build offsets ax = arange(size) - size // 2 and a grid xx, yy = 
                "cov = R @ diag(sx², sy²) @ R.T with R = [[cos θ, -sin θ], [sin θ, cos θ]]; "
                "k = exp(-0.5 · [x y] cov⁻¹ [x y]ᵀ) at every offset; divide by k.sum(); return float32.")
 NOISE_HINT = ("x = img / 255 as float32; noise = np.random.default_rng(seed).standard_normal(img.shape, "
-              "dtype=np.float32); y = x + noise * (sigma / 255); return np.clip(np.rint(y * 255), 0, 255) as uint8.")
+              "dtype=np.float32); y = x + noise * (sigma / 255); return np.floor(np.clip(y * 255, 0, 255) + 0.5) as uint8 "
+              "(round half up, the library's rule: osdface.image_io.to_uint8).")
 
 
 def kernel_cases(seed: int = 0, n: int = 6) -> list[Case]:

@@ -1,4 +1,4 @@
-"""Exercises of notebook 06 (evaluation, spec §5).
+"""Exercises of notebook 06 (evaluation, docs/ARCHITECTURE.md §5).
 
 ``check_psnr(fn)``: ``fn(pred, gt) -> (N,)`` PSNR in dB per image of (N, 3, H, W) float images in [0, 1], on the
 **Y channel** (BT.601 luma ``16 + 65.481 R + 128.553 G + 24.966 B`` on the 0–255 scale), the face-restoration

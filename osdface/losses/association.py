@@ -1,4 +1,4 @@
-"""The association loss of stage 1 (OSDFACE.md §2): CLIP-style contrast between HQ and LQ features.
+"""The association loss of stage 1 (docs/ARCHITECTURE.md §2): CLIP-style contrast between HQ and LQ features.
 
 For a batch of B (HQ, LQ) pairs of the same faces, each image's feature map becomes one L2-normalised vector;
 ``logits = hq · lqᵀ / τ`` is a B×B similarity matrix whose diagonal holds the true pairs, and the loss is the

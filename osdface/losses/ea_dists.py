@@ -1,4 +1,4 @@
-"""EA-DISTS, the edge-aware perceptual loss of OSDFace stage 2 (OSDFACE.md §3).
+"""EA-DISTS, the edge-aware perceptual loss of OSDFace stage 2 (docs/ARCHITECTURE.md §3).
 
     EA-DISTS(x, y) = DISTS(x', y') + DISTS(k·S(x'), k·S(y')),    x' = (x + 1) / 2,
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .dists import DISTS, _check_pair
+from ..networks.dists import DISTS, check_image_pair
 from .sobel import sobel_magnitude
 
 __all__ = ["EADISTS", "EDGE_SCALE"]
@@ -43,7 +43,7 @@ class EADISTS(nn.Module):
         return sobel_magnitude(x01) * self.edge_scale
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, y)
+        check_image_pair(x, y)
         x01, y01 = (x + 1) / 2, (y + 1) / 2
         batch = x.shape[0]
         # one DISTS pass over [images; edge maps] (the same numbers as two calls, fewer kernel launches)

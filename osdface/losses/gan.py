@@ -1,7 +1,7 @@
-"""Adversarial losses for both training stages (OSDFACE.md §2 and §3).
+"""Adversarial losses for both training stages (docs/ARCHITECTURE.md §2 and §3).
 
 - ``kind="softplus"`` (default): the non-saturating logistic GAN loss, as DMD2's guidance discriminator uses it
-  (stage 2's latent discriminator, spec §3):
+  (stage 2's latent discriminator, docs/ARCHITECTURE.md §3):
   ``L_D = mean softplus(-D(real)) + mean softplus(D(fake))``, ``L_G = mean softplus(-D(fake))``.
 - ``kind="hinge"``: the hinge loss of the taming / VQGAN family (stage 1's image PatchGAN):
   ``L_D = mean relu(1 - D(real)) + mean relu(1 + D(fake))``, ``L_G = -mean D(fake)``.

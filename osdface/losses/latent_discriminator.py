@@ -1,4 +1,4 @@
-"""The latent discriminator of stage 2's GAN guidance (OSDFACE.md §3).
+"""The latent discriminator of stage 2's GAN guidance (docs/ARCHITECTURE.md §3).
 
 It judges latents, the restored ``ẑ_H`` against the ground truth ``z_H``, as DMD2's guidance discriminator does:
 
@@ -84,7 +84,7 @@ def base_unet_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class LatentDiscriminator(ModelMixin, ConfigMixin):
-    """UNet-encoder discriminator on noised latents, conditioned on the prompt (spec §3; see the module docstring).
+    """UNet-encoder discriminator on noised latents, conditioned on the prompt (docs/ARCHITECTURE.md §3; see the module docstring).
 
     Args:
         unet_config: a ``UNet2DConditionModel`` config (the encoder part is built from it; the up blocks are not).
@@ -263,10 +263,12 @@ class LatentDiscriminator(ModelMixin, ConfigMixin):
         return LatentDiscriminatorOutput(logits=logits, logits_map=logits_map, timesteps=t, noise=noise)
 
     def compare(self, real_latents: torch.Tensor, fake_latents: torch.Tensor, prompt_embeds: torch.Tensor,
-                generator: torch.Generator | None = None
+                generator: torch.Generator | None = None, forward=None
                 ) -> tuple[LatentDiscriminatorOutput, LatentDiscriminatorOutput]:
         """Judge a real and a fake batch under the same timesteps and noise, in one forward pass of 2B latents
-        (the discriminator step: pass ``fake_latents.detach()``). Both batches are read with the same prompts."""
+        (the discriminator step: pass ``fake_latents.detach()``). Both batches are read with the same prompts.
+        ``forward``: the module to call instead of ``self`` (a distributed wrapper of it, so that gradients are
+        synchronised); the timesteps and noise are drawn here either way, so one and several processes agree."""
         if not torch.is_tensor(real_latents) or not torch.is_tensor(fake_latents) or \
                 real_latents.shape != fake_latents.shape:
             raise ValueError("real and fake latents must be tensors of the same shape")
@@ -275,8 +277,8 @@ class LatentDiscriminator(ModelMixin, ConfigMixin):
         t = self.sample_timesteps(b, generator, real_latents.device)
         noise = randn_tensor(real_latents.shape, generator=generator, device=real_latents.device,
                              dtype=real_latents.dtype)
-        out = self(torch.cat([real_latents, fake_latents.to(real_latents.dtype)]), prompt_embeds.repeat(2, 1, 1),
-                   timesteps=t.repeat(2), noise=noise.repeat(2, 1, 1, 1))
+        out = (forward or self)(torch.cat([real_latents, fake_latents.to(real_latents.dtype)]),
+                                prompt_embeds.repeat(2, 1, 1), timesteps=t.repeat(2), noise=noise.repeat(2, 1, 1, 1))
         halves = [LatentDiscriminatorOutput(logits=out.logits[s], logits_map=out.logits_map[s], timesteps=t,
                                             noise=noise) for s in (slice(0, b), slice(b, 2 * b))]
         return halves[0], halves[1]

@@ -1,4 +1,4 @@
-"""Image-space PatchGAN discriminator for stage 1's adversarial term (OSDFACE.md §2; the taming / VQGAN family).
+"""Image-space PatchGAN discriminator for stage 1's adversarial term (docs/ARCHITECTURE.md §2; the taming / VQGAN family).
 
 Layout (pix2pix's N-layer PatchGAN as VQGAN uses it): conv 4×4 stride 2 (3 → ndf) + LeakyReLU(0.2); then
 ``n_layers − 1`` blocks conv 4×4 stride 2 (width ×2 each time, capped at 8·ndf) + norm + LeakyReLU(0.2); one conv

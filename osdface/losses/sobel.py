@@ -1,4 +1,4 @@
-"""The Sobel gradient magnitude that makes DISTS edge-aware (EA-DISTS, OSDFACE.md §3).
+"""The Sobel gradient magnitude that makes DISTS edge-aware (EA-DISTS, docs/ARCHITECTURE.md §3).
 
 ``S(x) = sqrt(gx² + gy² + 1e-6)`` of the grayscale image (ITU-R BT.601 luma: 0.299 R + 0.587 G + 0.114 B), with the
 3×3 Sobel kernels and replicate padding (so the border of a flat image has no false edge), repeated to 3 channels.

@@ -9,7 +9,7 @@ Files in the wild name LoRA weights in several ways; :func:`normalize_lora_state
                           ``to_out.0``)
 
 Conv LoRA: A is (r, in, kh, kw) and B is (out, r, 1, 1); linear LoRA: A is (r, in), B is (out, r). Fusing adds
-``(alpha / r) · B·A`` to the base weight (spec §1) and removes the adapter layers.
+``(alpha / r) · B·A`` to the base weight (docs/ARCHITECTURE.md §1) and removes the adapter layers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one-step generator (OSDFace §3.1, spec §1): a low-quality face → a restored face with ONE UNet evaluation.
+"""The one-step generator (OSDFace §3.1, docs/ARCHITECTURE.md §1): a low-quality face → a restored face with ONE UNet evaluation.
 
     x_L ∈ [-1, 1] ──VAE.encode──► z_L = mode (or sample) · scaling_factor
     x_L ──VRE──► c ∈ (B, 77, 1024)
@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .tiled_vae import TileConfig, tiled_decode, tiled_encode, vae_factor
+from .tiled_vae import TileConfig, VAEDecoder, tiled_decode, tiled_encode, vae_factor
 
 
 def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
@@ -47,9 +47,12 @@ class OneStepGenerator(nn.Module):
     """
 
     def __init__(self, vae, unet, vre, alphas_cumprod: torch.Tensor, timestep: int = 399,
-                 latent_mode: Literal["mode", "sample"] = "mode", identity_skip: bool = False):
+                 latent_mode: Literal["mode", "sample"] = "mode", identity_skip: bool = False,
+                 decoder: nn.Module | None = None):
         super().__init__()
         self.vae, self.unet, self.vre = vae, unet, vre
+        # the decoding half as a module (a trainer passes its own, possibly wrapped for distributed training)
+        self.decoder = decoder if decoder is not None else VAEDecoder(vae)
         self.timestep = int(timestep)
         self.alpha_bar = float(alphas_cumprod.to(torch.float64)[self.timestep])
         self.latent_mode = latent_mode
@@ -74,7 +77,7 @@ class OneStepGenerator(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        return next(self.unet.parameters()).dtype  # (also through a distributed wrapper, which has no .dtype)
 
     # -- the steps ----------------------------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, mode: str | None = None, generator: torch.Generator | None = None
@@ -87,12 +90,15 @@ class OneStepGenerator(nn.Module):
         z = dist.sample(generator=generator) if (mode or self.latent_mode) == "sample" else dist.mode()
         return (z - self.shift_factor) * self.scaling_factor
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Scaled latent → image in [-1, 1]. ``clamp=False`` (training) keeps the gradient of saturated pixels."""
         z = z / self.scaling_factor + self.shift_factor
         f = vae_factor(self.vae)
         if self._tiles(z.shape[-2] * f, z.shape[-1] * f):
-            return tiled_decode(self.vae, z, self.vae_tiling).clamp(-1, 1)
-        return self.vae.decode(z).sample.clamp(-1, 1)
+            x = tiled_decode(self.vae, z, self.vae_tiling, self.decoder)
+        else:
+            x = self.decoder(z)
+        return x.clamp(-1, 1) if clamp else x
 
     def predict_eps(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         t = torch.full((z.shape[0],), self.timestep, device=z.device, dtype=torch.long)

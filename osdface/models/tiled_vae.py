@@ -1,4 +1,4 @@
-"""Tiled VAE encode / decode: large or non-square inputs in bounded memory (issue 8).
+"""Tiled VAE encode / decode: large or non-square inputs in bounded memory.
 
 The VAE's activations grow with the image (SD's decoder holds 128–512 channels at up to full resolution: about
 2 GB per fp32 activation for a 2048² image), so an untiled pass over a large input can run out of memory. Here the
@@ -113,14 +113,23 @@ def tiled_encode(vae, x: torch.Tensor, config: TileConfig) -> DiagonalGaussianDi
     return DiagonalGaussianDistribution(blend_tiles(x, encode_tile, config.tile_size, config.overlap, 1 / f))
 
 
-def tiled_decode(vae, z: torch.Tensor, config: TileConfig) -> torch.Tensor:
-    """Like ``vae.decode(z).sample``, computed tile by tile (``config`` in image pixels)."""
+class VAEDecoder(torch.nn.Module):
+    """The decoding half of a VAE (``post_quant_conv`` + ``decoder``, sharing the VAE's weights): ``forward(z)`` is
+    ``vae.decode(z).sample``. A module of its own so that it can be trained and wrapped for distributed training
+    while the encoder stays frozen."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.post_quant_conv = vae.post_quant_conv
+        self.decoder = vae.decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(z) if self.post_quant_conv is not None else z)
+
+
+def tiled_decode(vae, z: torch.Tensor, config: TileConfig, decoder: torch.nn.Module | None = None) -> torch.Tensor:
+    """Like ``vae.decode(z).sample``, computed tile by tile (``config`` in image pixels); ``decoder``: the
+    :class:`VAEDecoder` to run (default: the VAE's own)."""
     f = vae_factor(vae)
     config.validate(f)
-
-    def decode_tile(t):
-        if vae.post_quant_conv is not None:
-            t = vae.post_quant_conv(t)
-        return vae.decoder(t)
-
-    return blend_tiles(z, decode_tile, config.tile_size // f, config.overlap // f, f)
+    return blend_tiles(z, decoder or VAEDecoder(vae), config.tile_size // f, config.overlap // f, f)

@@ -1,4 +1,4 @@
-"""A stage-1 VQ autoencoder (spec §2): encoder → quant_conv → dictionary → post_quant_conv → decoder.
+"""A stage-1 VQ autoencoder (docs/ARCHITECTURE.md §2): encoder → quant_conv → dictionary → post_quant_conv → decoder.
 
 OSDFace trains two of them, one on HQ faces and one on LQ faces, first by self-reconstruction and then jointly with
 an association loss between their encoder features (DAEFR's recipe, which the authors confirmed they follow). The

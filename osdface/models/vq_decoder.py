@@ -1,4 +1,4 @@
-"""The decoder of the stage-1 VQ autoencoders (spec §2): the VRE encoder's layout mirrored.
+"""The decoder of the stage-1 VQ autoencoders (docs/ARCHITECTURE.md §2): the VRE encoder's layout mirrored.
 
 Only needed to *train* a VRE (self-reconstruction of HQ and LQ faces, OSDFace §3.2); the VRE itself keeps only the
 LQ encoder and the dictionary. Layout (mirror of :class:`~osdface.models.vq_encoder.VQEncoder`):

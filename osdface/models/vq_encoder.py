@@ -2,7 +2,7 @@
 
 It belongs to the taming-transformers / RestoreFormer family of convolutional encoders. The parameter names are
 chosen so that the authors' released state dict (``associate_2.ckpt``, LQ branch, prefix stripped) loads into
-:class:`VQEncoder` with zero missing and zero unexpected keys; ``shared/spec/official_checkpoint_layout.json``
+:class:`VQEncoder` with zero missing and zero unexpected keys; ``tests/data/official_checkpoint_layout.json``
 lists every key.
 
 Layout (full size, ``ch=64, ch_mult=(1, 2, 2, 2, 4, 8)``, 512² in → 16² out):

@@ -1,4 +1,5 @@
-"""Training configurations: small dataclasses, YAML files and named presets (``"nano"``, ``"sd21"``, ``"tiny"``).
+"""Training configurations: small dataclasses and YAML files; the named recipes (``"nano"``, ``"sd21"``, ``"tiny"``)
+live with the model presets in :data:`osdface.configs.PRESETS`.
 
     cfg = get_train_config("generator", "nano", data="../shared/data/faces", output_dir="runs/nano-gen")
     cfg.save_yaml("gen.yaml");  cfg = GeneratorTrainConfig.from_yaml("gen.yaml")
@@ -7,8 +8,8 @@ Three stages, three config classes sharing :class:`TrainConfig`:
 
 - :class:`VAETrainConfig` (stage 0, only for presets without a pretrained SD base, i.e. nano/tiny): the VAE as a
   plain autoencoder, the stand-in for SD's pretrained VAE.
-- :class:`VRETrainConfig` (stage 1, spec §2): HQ and LQ VQ autoencoders, then the association loss.
-- :class:`GeneratorTrainConfig` (stage 2, spec §3): UNet LoRA (or the whole UNet when there is no pretrained base) +
+- :class:`VRETrainConfig` (stage 1, docs/ARCHITECTURE.md §2): HQ and LQ VQ autoencoders, then the association loss.
+- :class:`GeneratorTrainConfig` (stage 2, docs/ARCHITECTURE.md §3): UNet LoRA (or the whole UNet when there is no pretrained base) +
   prompt projector with L2 + λ_per·EA-DISTS + λ_ID·identity + λ_G·latent GAN.
 
 Loss weights the paper does not publish carry a comment with where the default comes from.
@@ -49,7 +50,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # osdface.data.dataset.split_files (hash of the file name, seed 0)
     split_seed: int = 0
     num_val_images: int = 4  # images in the validation grid
-    degradation: dict = field(default_factory=dict)  # DegradationConfig overrides (default: spec §4 ranges)
+    degradation: dict = field(default_factory=dict)  # DegradationConfig overrides (default: docs/ARCHITECTURE.md §4 ranges)
     max_steps: int = 1000
     batch_size: int = 4  # per process
     gradient_accumulation_steps: int = 1
@@ -121,7 +122,7 @@ class VAETrainConfig(TrainConfig):
 
 @dataclass
 class VRETrainConfig(TrainConfig):
-    """Stage 1 (spec §2): HQ autoencoder self-reconstruction, then LQ, then both with the association loss."""
+    """Stage 1 (docs/ARCHITECTURE.md §2): HQ autoencoder self-reconstruction, then LQ, then both with the association loss."""
 
     hq_steps: int = 600  # phase 1: HQ autoencoder (paper: 50 epochs)
     lq_steps: int = 400  # phase 2: LQ autoencoder (paper: 10 epochs)
@@ -132,7 +133,7 @@ class VRETrainConfig(TrainConfig):
     adversarial_weight: float = 0.1  # PatchGAN (taming's VQGAN uses an adaptive weight; 0.1 is a fixed stand-in)
     adversarial_start: int = 200  # steps of each phase before the adversarial term switches on (VQGAN: disc_start)
     vq_weight: float = 1.0  # codebook + 0.25·commitment (taming/RestoreFormer)
-    association_weight: float = 1.0  # CLIP-style symmetric CE (spec §2); weight unpublished
+    association_weight: float = 1.0  # CLIP-style symmetric CE (docs/ARCHITECTURE.md §2); weight unpublished
     association_temperature: float = 0.07  # CLIP's initial temperature
     restart_dead_codes_every: int = 100  # 0: never (engineering choice against codebook collapse, not in the paper)
     disc_learning_rate: float = 1e-4
@@ -147,7 +148,7 @@ class VRETrainConfig(TrainConfig):
 
 @dataclass
 class GeneratorTrainConfig(TrainConfig):
-    """Stage 2 (spec §3). λ defaults: λ_per = 1, λ_ID = 0.1, λ_G = 0.8 from the one public third-party reproduction
+    """Stage 2 (docs/ARCHITECTURE.md §3). λ defaults: λ_per = 1, λ_ID = 0.1, λ_G = 0.8 from the one public third-party reproduction
     (the paper does not publish them); presets that run without pretrained perceptual/identity weights set those
     λ to 0 and say so in the log."""
 
@@ -175,54 +176,9 @@ class GeneratorTrainConfig(TrainConfig):
 
 STAGES = {"vae": VAETrainConfig, "vre": VRETrainConfig, "generator": GeneratorTrainConfig}
 
-# ------------------------------------------------------------------------------------------------------- presets
-# nano: what trains on 2 CPU cores in about an hour in all, on a few hundred faces. No pretrained perceptual or
-# identity network exists offline, so λ_per = λ_ID = 0 (the log says so); 128² crops of 512² pairs keep the degradation
-# at its real scale while a step stays ≈ 1 s; the VRE still sees the whole LQ face (at its 128² input).
-_NANO_COMMON = dict(preset="nano", resolution=512, crop_size=128, num_workers=1, log_every=10, val_every=250)
-TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
-    "nano": {
-        # PatchVAE: the closed-form PCA fit is the whole stage (its residual decoder trains in stage 2)
-        "vae": VAETrainConfig(**_NANO_COMMON, batch_size=4, max_steps=0, learning_rate=1e-4, save_every=200),
-        "vre": VRETrainConfig(**{**_NANO_COMMON, "crop_size": None}, batch_size=8, learning_rate=2e-4,
-                              hq_steps=200, lq_steps=150, assoc_steps=150, save_every=100,
-                              disc_ndf=32, disc_layers=2),
-        # whole 512² faces (crops change the UNet's GroupNorm statistics and attention length between training and
-        # inference); L2 only: λ_G = 0, as the discriminator pass would cost a third of a CPU step and trade PSNR
-        # for texture (--set gan_weight=0.02 turns the latent GAN on)
-        "generator": GeneratorTrainConfig(**{**_NANO_COMMON, "crop_size": None, "val_every": 200}, batch_size=1,
-                                          max_steps=4000,
-                                          learning_rate=3e-4, lr_schedule="cosine", warmup_steps=50,
-                                          unet_training="full", train_vae_decoder=True, ea_dists_weight=0.0,
-                                          identity_weight=0.0, gan_weight=0.0, disc_learning_rate=1e-4,
-                                          save_every=200),
-    },
-    # sd21: the paper's model on GPUs (FFHQ 512², whole faces). Batch/lr/steps are not published: these are starting
-    # points (DMD2/OSEDiff-style one-step LoRA trainings use lr 5e-5, batch 16 for tens of thousands of steps).
-    "sd21": {
-        "vre": VRETrainConfig(preset="sd21", batch_size=8, learning_rate=1e-4, hq_steps=200_000, lq_steps=40_000,
-                              assoc_steps=40_000, perceptual_weight=1.0, num_workers=8, val_every=2000,
-                              save_every=5000),
-        "generator": GeneratorTrainConfig(preset="sd21", batch_size=4, gradient_accumulation_steps=4,
-                                          learning_rate=5e-5, max_steps=50_000, mixed_precision="bf16",
-                                          num_workers=8, val_every=1000, save_every=5000),
-    },
-    # tiny: tests and smoke runs (64² faces, a few steps).
-    "tiny": {
-        "vae": VAETrainConfig(preset="tiny", resolution=64, batch_size=2, max_steps=4, num_workers=0, val_every=0,
-                              save_every=0, num_val_images=2, scaling_samples=4),
-        "vre": VRETrainConfig(preset="tiny", resolution=64, batch_size=2, hq_steps=2, lq_steps=2, assoc_steps=2,
-                              adversarial_start=1, num_workers=0, val_every=0, save_every=0, num_val_images=2,
-                              restart_dead_codes_every=2, disc_ndf=8, disc_layers=2),
-        "generator": GeneratorTrainConfig(preset="tiny", resolution=64, batch_size=2, max_steps=4, num_workers=0,
-                                          unet_training="full", ea_dists_weight=0.0, identity_weight=0.0,
-                                          gan_weight=0.1, val_every=0, save_every=0, num_val_images=2),
-    },
-}
-
-
 def get_train_config(stage: str, preset_or_yaml: str = "nano", **overrides) -> TrainConfig:
-    """A stage's config from a preset name or a YAML file, with keyword overrides (None values are ignored)."""
+    """A stage's config from a preset name (its recipe in :data:`osdface.configs.PRESETS`) or a YAML file, with
+    keyword overrides (None values are ignored)."""
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}; choose one of {sorted(STAGES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -235,10 +191,12 @@ def get_train_config(stage: str, preset_or_yaml: str = "nano", **overrides) -> T
             raise ValueError(f"{path} is a {data['stage']!r} config, not {stage!r}")
         cfg = STAGES[stage].from_dict(data)
     else:
-        if preset_or_yaml not in TRAIN_PRESETS or stage not in TRAIN_PRESETS[preset_or_yaml]:
-            have = sorted(p for p, s in TRAIN_PRESETS.items() if stage in s)
+        from ..configs import PRESETS
+
+        if preset_or_yaml not in PRESETS or stage not in PRESETS[preset_or_yaml].training:
+            have = sorted(p for p, preset in PRESETS.items() if stage in preset.training)
             raise KeyError(f"no {stage!r} training preset {preset_or_yaml!r}; presets: {have}, or a YAML file")
-        cfg = TRAIN_PRESETS[preset_or_yaml][stage]
+        cfg = STAGES[stage](preset=preset_or_yaml, **PRESETS[preset_or_yaml].training[stage])
     cfg = cfg.replace(**overrides)
     if isinstance(cfg, VRETrainConfig):
         cfg.__post_init__()

@@ -1,4 +1,4 @@
-"""Stage 2 (spec §3): the one-step generator.
+"""Stage 2 (docs/ARCHITECTURE.md §3): the one-step generator.
 
     z_L = E(x_L)  (frozen VAE, no gradient)        c = projector(codes(VRE(x_L)))  (VRE encoder + dictionary frozen)
     ẑ_H = (z_L − √(1−ᾱ_t)·UNet(z_L, t=399, c)) / √ᾱ_t                x̂_H = D(ẑ_H)  (frozen decoder, gradient flows)
@@ -14,42 +14,34 @@ Trainable: the UNet's LoRA (``unet_training="lora"``, the paper: SD 2.1 is froze
 ``crop_size``: the UNet/VAE see a random window of each pair while the VRE sees the whole LQ face, as at inference
 (the prompt describes the face). The identity loss needs whole faces, so it requires ``crop_size`` None.
 Output: ``output_dir/final/``, a complete model folder (``OSDFacePipeline.from_pretrained`` loads it).
+
+The forward pass is the model's own (:class:`~osdface.models.OneStepGenerator` built on the trainable, possibly
+distributed, UNet and decoder); the loss is a list of weighted terms (:class:`LossTerm`, made in
+:meth:`GeneratorTrainer.build_losses`): a new term is one entry there and its weight in the config.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, UNet2DConditionModel
 from peft import LoraConfig
 
 from ..configs import get_preset
-from ..hub import MissingWeightsError, load_base_component
 from ..models import OneStepGenerator, VisualRepresentationEmbedder
 from ..models import lora as lora_utils
-from ..models.one_step import x0_from_eps
 from ..models.patch_vae import vae_class_of
-from ..models.tiled_vae import vae_factor
+from ..models.tiled_vae import VAEDecoder, vae_factor
+from ..weights import MissingWeightsError, load_base_component
 from .config import GeneratorTrainConfig
 from .data import random_crop_pair
 from .trainer import Trainer, finite
-
-
-class VAEDecoder(torch.nn.Module):
-    """The decoding half of an ``AutoencoderKL`` (``post_quant_conv`` + ``decoder``; shares its weights), so that it
-    can be trained and wrapped by accelerate on its own while the encoder stays frozen."""
-
-    def __init__(self, vae: AutoencoderKL):
-        super().__init__()
-        self.post_quant_conv = vae.post_quant_conv
-        self.decoder = vae.decoder
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.post_quant_conv(z) if self.post_quant_conv is not None else z)
 
 
 def _component(cls, base: str, sub: str):
@@ -59,11 +51,48 @@ def _component(cls, base: str, sub: str):
     return load_base_component(cls, base, sub)
 
 
+@dataclass
+class GeneratorOutputs:
+    """What one generator step produced, for the loss terms: the restored image ``x_hat`` (unclamped, in [-1, 1]
+    nominally) and latent ``z_hat``, the targets ``hq`` / ``z_hq`` (``z_hq`` only when the GAN is on), the prompt."""
+
+    x_hat: torch.Tensor
+    hq: torch.Tensor
+    z_hat: torch.Tensor
+    prompt: torch.Tensor
+    z_hq: torch.Tensor | None = None
+
+
+@dataclass
+class LossTerm:
+    """One weighted term of the generator's loss: ``weight_at(step) · fn(outputs)``, logged as ``name``. The weight
+    is 0 before ``start`` and rises linearly to ``weight`` over the ``ramp`` steps after it."""
+
+    name: str
+    fn: Callable[[GeneratorOutputs], torch.Tensor]
+    weight: float
+    start: int = 0
+    ramp: int = 0
+
+    def weight_at(self, step: int) -> float:
+        if step < self.start:
+            return 0.0
+        if self.ramp <= 0:
+            return self.weight
+        return self.weight * min(1.0, (step - self.start + 1) / self.ramp)
+
+
 class GeneratorTrainer(Trainer):
     cfg: GeneratorTrainConfig
-    log_columns = ["loss", "l2", "ea_dists", "identity", "gan_g", "gan_d", "d_real", "d_fake", "lr", "images_per_s"]
 
-    def build(self) -> None:
+    @property
+    def log_columns(self) -> list[str]:
+        disc = ["gan_d", "d_real", "d_fake"] if self.disc is not None else []
+        return ["loss", *(t.name for t in self.loss_terms), *disc, "lr", "images_per_s"]
+
+    # -- building ----------------------------------------------------------------------------------------------------
+    def build_models(self) -> None:
+        """The frozen VAE encoder and VRE, the trainable UNet (LoRA or whole), the latent discriminator."""
         cfg = self.cfg
         preset = get_preset(cfg.preset)
         self.model_config = preset
@@ -94,7 +123,6 @@ class GeneratorTrainer(Trainer):
                                     "its output_dir/final)")
         vre = VisualRepresentationEmbedder.from_pretrained(cfg.vre)
         self.base_scheduler = sched
-        self.alphas_cumprod = sched.alphas_cumprod
 
         vae.requires_grad_(False).eval()
         vre.requires_grad_(False).eval()
@@ -114,84 +142,93 @@ class GeneratorTrainer(Trainer):
         else:
             unet.requires_grad_(True)
         unet.train()
+        vae.to(self.device)
+        vre.to(self.device)
+        self.vae, self.vre, self.unet = vae, vre, unet
+        self.decoder = VAEDecoder(vae).requires_grad_(cfg.train_vae_decoder)
+        self.multiple = vae_factor(vae) * 2 ** (len(unet.config.block_out_channels) - 1)
 
-        self.ea_dists = self.identity = None
+    def build_losses(self) -> None:
+        """The weighted terms of the generator's loss (docs/ARCHITECTURE.md §3); a term with weight 0 is left out
+        and the log says why."""
+        cfg = self.cfg
+        self.loss_terms: list[LossTerm] = [LossTerm("l2", lambda o: F.mse_loss(o.x_hat, o.hq), cfg.l2_weight)]
         notes = []
         if cfg.ea_dists_weight > 0:
-            from ..losses.dists import load_dists
             from ..losses.ea_dists import EADISTS
-            self.ea_dists = EADISTS(load_dists(cfg.dists_weights)).to(self.device).eval().requires_grad_(False)
+            from ..networks.dists import load_dists
+
+            ea_dists = EADISTS(load_dists(cfg.dists_weights)).to(self.device).eval().requires_grad_(False)
+            self.loss_terms.append(LossTerm("ea_dists", lambda o: ea_dists(o.x_hat.clamp(-1, 1), o.hq).mean(),
+                                            cfg.ea_dists_weight))
         else:
             notes.append("λ_per = 0: no EA-DISTS term (needs DISTS/VGG16 weights: --set dists_weights=DIR)")
         if cfg.identity_weight > 0:
-            from ..losses.identity import IdentityLoss, load_identity_network
-            self.identity = IdentityLoss(load_identity_network(cfg.identity_weights)).to(self.device).eval()
-            self.identity.requires_grad_(False)
+            from ..losses.identity import IdentityLoss
+            from ..networks.arcface import load_arcface
+
+            identity = IdentityLoss(load_arcface(cfg.identity_weights)).to(self.device).eval().requires_grad_(False)
+            self.loss_terms.append(LossTerm("identity", lambda o: identity(o.x_hat.clamp(-1, 1), o.hq).mean(),
+                                            cfg.identity_weight))
         else:
             notes.append("λ_ID = 0: no identity term (needs ArcFace weights: --set identity_weights=FILE)")
-        if self.disc is None:
+        if self.disc is not None:
+            self.loss_terms.append(LossTerm("gan_g", self._gan_generator_loss, cfg.gan_weight, start=cfg.gan_start))
+        else:
             notes.append("λ_G = 0: no GAN guidance")
         if self.is_main:
             for n in notes:
                 print(f"note: {n}", flush=True)
 
-        acc = self.accelerator
-        vae.to(self.device)
-        vre.to(self.device)
-        decoder = VAEDecoder(vae)
-        decoder.requires_grad_(cfg.train_vae_decoder)
-        params = [p for p in unet.parameters() if p.requires_grad] + list(vre.projector.parameters()) + \
-            [p for p in decoder.parameters() if p.requires_grad]
+    def build_optimizers(self) -> None:
+        """One AdamW over the UNet's trainable weights, the prompt projector and (``train_vae_decoder``) the VAE
+        decoder; one for the discriminator; everything prepared by accelerate. The model's own forward pass
+        (:class:`OneStepGenerator`) runs on the prepared modules."""
+        cfg, acc = self.cfg, self.accelerator
+        params = [p for p in self.unet.parameters() if p.requires_grad] + list(self.vre.projector.parameters()) + \
+            [p for p in self.decoder.parameters() if p.requires_grad]
         opt, sched_lr = self.make_optimizer(params, cfg.learning_rate)
-        self.unet, self.projector, self.opt, self.sched = acc.prepare(unet, vre.projector, opt, sched_lr)
-        self.decoder = acc.prepare(decoder) if cfg.train_vae_decoder else decoder
+        self.unet, self.projector, self.opt, self.sched = acc.prepare(self.unet, self.vre.projector, opt, sched_lr)
+        if cfg.train_vae_decoder:
+            self.decoder = acc.prepare(self.decoder)
         if self.disc is not None:
             d_opt, d_sched = self.make_optimizer(self.disc.parameters(), cfg.disc_learning_rate)
             self.disc, self.d_opt, self.d_sched = acc.prepare(self.disc, d_opt, d_sched)
-        self.vae, self.vre = vae, vre
-        self.one_step = OneStepGenerator(vae, acc.unwrap_model(self.unet), vre, sched.alphas_cumprod,
-                                         preset.timestep, "mode", identity_skip=preset.identity_skip)
-        self.multiple = vae_factor(vae) * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.one_step = OneStepGenerator(self.vae, self.unet, self.vre, self.base_scheduler.alphas_cumprod,
+                                         self.model_config.timestep, "mode", identity_skip=self.model_config.identity_skip,
+                                         decoder=self.decoder)
 
     # -- the two steps ----------------------------------------------------------------------------------------------
-    def restore(self, z_lq: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ẑ_H, prompt) through the prepared (possibly distributed) UNet and projector, with gradients."""
-        prompt = self.projector(codes)
-        t = torch.full((z_lq.shape[0],), self.one_step.timestep, device=z_lq.device, dtype=torch.long)
-        eps = self.one_step.add_skip(self.unet(z_lq, t, encoder_hidden_states=prompt.to(z_lq.dtype)).sample, z_lq)
-        return x0_from_eps(z_lq, eps, self.one_step.alpha_bar), prompt
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Frozen decoder with gradients, unclamped (clamping would cut the gradient of saturated pixels)."""
-        return self.decoder(z / self.one_step.scaling_factor + self.one_step.shift_factor)
-
     def gan_active(self) -> bool:
         return self.disc is not None and self.step >= self.cfg.gan_start
 
+    def _gan_generator_loss(self, out: GeneratorOutputs) -> torch.Tensor:
+        from ..losses.gan import generator_gan_loss
+
+        self.disc.requires_grad_(False)
+        fake = self.disc(out.z_hat, out.prompt, generator=self.generator(21))
+        self.disc.requires_grad_(True)
+        return generator_gan_loss(fake.logits)
+
     def generator_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Restore the batch with the model's one step, add up the loss terms, update the generator."""
         cfg = self.cfg
         lq, hq = random_crop_pair(batch["lq"], batch["hq"], cfg.crop_size, self.generator(), self.multiple)
         with torch.no_grad():
             z_lq = self.one_step.encode(lq)
             codes = self.vre.tokens(batch["lq"]).embeddings  # the whole LQ face
             z_hq = self.one_step.encode(hq) if self.gan_active() else None
-        z_hat, prompt = self.restore(z_lq, codes)
-        x_hat = self.decode(z_hat).float()
-        terms = {"l2": F.mse_loss(x_hat, hq.float())}
-        loss = cfg.l2_weight * terms["l2"]
-        if self.ea_dists is not None:
-            terms["ea_dists"] = self.ea_dists(x_hat.clamp(-1, 1), hq.float()).mean()
-            loss = loss + cfg.ea_dists_weight * terms["ea_dists"]
-        if self.identity is not None:
-            terms["identity"] = self.identity(x_hat.clamp(-1, 1), hq.float()).mean()
-            loss = loss + cfg.identity_weight * terms["identity"]
-        if self.gan_active():
-            self.disc.requires_grad_(False)
-            fake = self.disc(z_hat, prompt, generator=self.generator(21))
-            self.disc.requires_grad_(True)
-            from ..losses.gan import generator_gan_loss
-            terms["gan_g"] = generator_gan_loss(fake.logits)
-            loss = loss + cfg.gan_weight * terms["gan_g"]
+        prompt = self.projector(codes)
+        z_hat = self.one_step.restore_latent(z_lq, prompt)
+        x_hat = self.one_step.decode(z_hat, clamp=False).float()  # unclamped: saturated pixels keep their gradient
+        out = GeneratorOutputs(x_hat=x_hat, hq=hq.float(), z_hat=z_hat, prompt=prompt, z_hq=z_hq)
+        terms, loss = {}, 0.0
+        for term in self.loss_terms:
+            weight = term.weight_at(self.step)
+            if weight == 0 and term.name != "l2":
+                continue
+            terms[term.name] = term.fn(out)
+            loss = loss + weight * terms[term.name]
         self.accelerator.backward(loss)
         self.clip(list(self.unet.parameters()) + list(self.projector.parameters()) + list(self.decoder.parameters()))
         self.opt.step()
@@ -202,12 +239,12 @@ class GeneratorTrainer(Trainer):
         return terms
 
     def discriminator_step(self) -> dict[str, torch.Tensor]:
+        """One update of the latent discriminator on (real z_H, fake sg(ẑ_H)), same timesteps and noise for both."""
         from ..losses.gan import discriminator_loss
 
         z_hq, z_fake, prompt = self._for_disc
         real, fake = self.accelerator.unwrap_model(self.disc).compare(z_hq, z_fake, prompt,
-                                                                       generator=self.generator(22)) \
-            if self.accelerator.num_processes == 1 else self._compare_ddp(z_hq, z_fake, prompt)
+                                                                       generator=self.generator(22), forward=self.disc)
         loss = discriminator_loss(real.logits, fake.logits)
         self.accelerator.backward(loss)
         self.clip(self.disc.parameters())
@@ -215,19 +252,6 @@ class GeneratorTrainer(Trainer):
         self.d_sched.step()
         self.d_opt.zero_grad(set_to_none=True)
         return {"gan_d": loss, "d_real": real.logits.mean(), "d_fake": fake.logits.mean()}
-
-    def _compare_ddp(self, z_hq, z_fake, prompt):
-        """compare() through the DDP wrapper (so gradients are synchronised): one call on 2B latents."""
-        unwrapped = self.accelerator.unwrap_model(self.disc)
-        b = z_hq.shape[0]
-        g = self.generator(22)
-        t = unwrapped.sample_timesteps(b, g, z_hq.device)
-        noise = torch.randn(z_hq.shape, generator=g).to(z_hq.device, z_hq.dtype)
-        out = self.disc(torch.cat([z_hq, z_fake]), prompt.repeat(2, 1, 1), timesteps=t.repeat(2),
-                        noise=noise.repeat(2, 1, 1, 1))
-        from ..losses.latent_discriminator import LatentDiscriminatorOutput
-        return [LatentDiscriminatorOutput(logits=out.logits[s], logits_map=out.logits_map[s], timesteps=t,
-                                          noise=noise) for s in (slice(0, b), slice(b, 2 * b))]
 
     def training_step(self, batch: dict) -> dict[str, float]:
         models = [self.unet, self.projector] + ([self.decoder] if self.cfg.train_vae_decoder else []) + \

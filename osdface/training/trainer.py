@@ -2,10 +2,16 @@
 
 A stage subclasses :class:`Trainer` and fills in small methods (HYPIR-style):
 
-    build()                   models, optimizers (prepared with accelerate)
+    build_models()            the networks, what is frozen and what trains
+    build_losses()            the loss terms (stage 2: a list of weighted terms; a new loss is one entry)
+    build_optimizers()        optimizers and LR schedules, everything prepared with accelerate
     training_step(batch)      one micro-batch: forward, losses, backward, optimizer steps → dict of floats to log
-    predict(lq)               LQ batch in [-1, 1] → output in [-1, 1], for the validation grid
+                              (stage 2 splits it into generator_step and discriminator_step)
+    predict(lq)               LQ batch in [-1, 1] → output in [-1, 1], for validation
+    validate()                scores on the fixed validation batch (+ a grid image)
     export(folder)            the stage's artefact (a VAE, a VRE or a whole pipeline folder)
+
+(``build()`` runs the three ``build_*`` hooks in order; the small stages 0 and 1 override ``build()`` at once.)
 
 The same code runs on one CPU and, through ``accelerate launch``, on several GPUs: each process takes its shard of
 every epoch's permutation (:mod:`osdface.training.data`), gradients are synchronised by accelerate, only the main
@@ -81,6 +87,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ to override
     def build(self) -> None:
+        self.build_models()
+        self.build_losses()
+        self.build_optimizers()
+
+    def build_models(self) -> None:
+        raise NotImplementedError
+
+    def build_losses(self) -> None:
+        """Nothing by default (a stage whose losses need no set-up)."""
+
+    def build_optimizers(self) -> None:
         raise NotImplementedError
 
     def training_step(self, batch: dict) -> dict[str, float]:

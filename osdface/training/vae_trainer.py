@@ -38,7 +38,7 @@ class VAETrainer(Trainer):
             self.eigenvalues = self.vae.fit_pca(self.pca_images())
         self.dists = None
         if self.cfg.perceptual_weight > 0:
-            from ..losses.dists import load_dists
+            from ..networks.dists import load_dists
 
             self.dists = load_dists(self.cfg.dists_weights).to(self.device).eval().requires_grad_(False)
         opt, sched = self.make_optimizer(self.vae.parameters(), self.cfg.learning_rate)

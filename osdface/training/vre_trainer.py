@@ -1,4 +1,4 @@
-"""Stage 1 (spec §2): the Visual Representation Embedder, trained as DAEFR trains its dual encoders.
+"""Stage 1 (docs/ARCHITECTURE.md §2): the Visual Representation Embedder, trained as DAEFR trains its dual encoders.
 
 Two VQ autoencoders of the preset's VRE shape (:class:`~osdface.models.vq_autoencoder.VQAutoencoder`), each with an
 image-space PatchGAN (:class:`~osdface.losses.PatchDiscriminator`, hinge loss):
@@ -56,7 +56,7 @@ class VRETrainer(Trainer):
         self.usage = {k: CodeUsage(vre_cfg["n_codes"]) for k in ("hq", "lq")}
         self.dists = None
         if cfg.perceptual_weight > 0:
-            from ..losses.dists import load_dists
+            from ..networks.dists import load_dists
             self.dists = load_dists(cfg.dists_weights).to(self.device).eval().requires_grad_(False)
         acc = self.accelerator
         self.opt, self.sched, self.d_opt, self.d_sched = {}, {}, {}, {}

@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import _err, _pick_device  # one device check and error format for every command
-
-__all__ = ["add_eval_parsers", "cmd_eval", "cmd_evaluate_model"]
+from .common import add_device_options, err, pick_device_or_report, positive_int
 
 
 def _log(line: str) -> None:
@@ -26,7 +24,7 @@ def _log(line: str) -> None:
 
 
 def _finish(report, out, compare_paper, quiet=False) -> int:
-    from .report import paper_rows, to_markdown, write_report
+    from ..eval.report import paper_rows, to_markdown, write_report
 
     if compare_paper is not None:
         bench = None if compare_paper == "auto" else compare_paper
@@ -41,8 +39,8 @@ def _finish(report, out, compare_paper, quiet=False) -> int:
 
 
 def _save_fid_stats(args, device) -> int:
-    from .fid import InceptionFeatures, feature_stats, save_stats
-    from .image_sets import iter_batches, list_set
+    from ..eval.fid import InceptionFeatures, feature_stats, save_stats
+    from ..eval.image_sets import iter_batches, list_set
 
     pred = list_set(args.pred, "--pred")
     net = InceptionFeatures.from_weights_dir(args.weights_dir, device=device)
@@ -58,32 +56,32 @@ def _save_fid_stats(args, device) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import Evaluator, parse_metrics
-    from .image_sets import EvalInputError, list_set
-    from .weights import MetricUnavailable
+    from ..eval.evaluate import Evaluator, parse_metrics
+    from ..eval.image_sets import EvalInputError, list_set
+    from ..weights import MissingWeightsError
 
+    device = pick_device_or_report(args.device)
+    if device is None:
+        return 2
     try:
-        device = _pick_device(args.device)
-        if args.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
         if args.save_fid_stats:
             return _save_fid_stats(args, device)
         metrics = parse_metrics(args.metrics, has_gt=args.gt is not None)
         gt = list_set(args.gt, "--gt") if args.gt is not None else None
         pred = list_set(args.pred, "--pred")
-    except MetricUnavailable as err:
-        _err(f"unavailable: {err}")
+    except MissingWeightsError as e:
+        err(f"unavailable: {e}")
         return 2
-    except (ValueError, EvalInputError) as err:
-        _err(str(err))
+    except (ValueError, EvalInputError) as e:
+        err(str(e))
         return 2
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         evaluator = Evaluator(metrics, weights_dir=args.weights_dir, device=device, lpips_net=args.lpips_net,
                               fid_ref=args.fid_ref, batch_size=args.batch_size, log=_log)
         report = evaluator.evaluate({args.name or Path(args.pred).name: pred}, gt)
-    except EvalInputError as err:
-        _err(str(err))
+    except EvalInputError as e:
+        err(str(e))
         return 2
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = report.methods[0].n_images or 0
@@ -95,30 +93,24 @@ def cmd_eval(args) -> int:
 
 
 def cmd_evaluate_model(args) -> int:
-    from ..cli import BUNDLED_NANO
-    from ..hub import MissingWeightsError
-    from .evaluate_model import evaluate_model
-    from .image_sets import EvalInputError
+    from ..eval.evaluate_model import evaluate_model
+    from ..eval.image_sets import EvalInputError
+    from ..weights import MissingWeightsError
 
+    device = pick_device_or_report(args.device)
+    if device is None:
+        return 2
     try:
-        device = _pick_device(args.device)
-        if args.dtype == "fp16" and device.type == "cpu":
-            raise ValueError("--dtype fp16 needs a GPU; on a CPU use --dtype bf16 (or fp32)")
-        if args.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
-        report, paths = evaluate_model(args.model or str(BUNDLED_NANO), args.hq, args.out, split=args.split,
+        report, paths = evaluate_model(args.model, args.hq, args.out, split=args.split,
                                        limit=args.limit, seed=args.seed, size=args.size, device=device,
                                        dtype=args.dtype, batch_size=args.batch_size, metrics=args.metrics,
                                        weights_dir=args.weights_dir, fid_ref=args.fid_ref,
                                        lpips_net=args.lpips_net, grid=args.grid, workers=args.workers,
                                        overwrite=args.overwrite, log=_log)
-    except MissingWeightsError as err:
-        _err(str(err))
+    except (MissingWeightsError, ValueError, EvalInputError) as e:
+        err(str(e))
         return 2
-    except (ValueError, EvalInputError) as err:
-        _err(str(err))
-        return 2
-    from .report import paper_rows, to_markdown, write_report
+    from ..eval.report import paper_rows, to_markdown, write_report
 
     if args.compare_paper is not None:
         report.methods += paper_rows(None if args.compare_paper == "auto" else args.compare_paper, True)
@@ -129,25 +121,24 @@ def cmd_evaluate_model(args) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from .report import PAPER_ROWS
+    from ..eval.metrics import METRICS
+    from ..eval.report import PAPER_ROWS
 
     p.add_argument("--metrics", nargs="+", default=None,
                    help="metrics to compute (any case, comma- or space-separated; default: all that apply). "
-                        "Names: LPIPS DISTS MUSIQ NIQE Deg LMD FID(ref) FID(HQ) PSNR SSIM PSNR-RGB SSIM-RGB CLIPIQA "
-                        "MANIQA Deg-dlib; 'fid' = both FIDs")
+                        f"Names: {' '.join(METRICS)}; 'fid' = both FIDs")
     p.add_argument("--weights-dir", default=None,
                    help="folder of metric weights (see README 'Evaluation' for the file names and sources)")
     p.add_argument("--fid-ref", default=None,
                    help="reference Inception statistics for FID(ref) (.npz mu/sigma; the paper: FFHQ)")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
     p.add_argument("--compare-paper", nargs="?", const="auto", default=None, choices=["auto", *PAPER_ROWS],
-                   help="add the paper's rows (OSDFACE.md §5): CelebA-Test OSDFace + CodeFormer for sets with "
+                   help="add the paper's rows (docs/ARCHITECTURE.md §5): CelebA-Test OSDFace + CodeFormer for sets with "
                         "ground truth, the real-world OSDFace rows otherwise; or name the benchmark")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu")
-    p.add_argument("-b", "--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
 
 
-def add_eval_parsers(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     """Register ``osdface eval`` and ``osdface evaluate-model``."""
     e = subparsers.add_parser("eval", help="evaluate restored faces (paper metrics; markdown + JSON + CSV)",
                               description="evaluate restored faces against ground truth (or no-reference); the "
@@ -160,6 +151,7 @@ def add_eval_parsers(subparsers) -> None:
     e.add_argument("--save-fid-stats", default=None, metavar="NPZ",
                    help="instead of evaluating: write the Inception statistics (mu, sigma) of --pred to NPZ")
     _common(e)
+    add_device_options(e, dtype=False)
     e.set_defaults(func=cmd_eval)
 
     m = subparsers.add_parser("evaluate-model", help="degrade HQ faces, restore them with a model, evaluate",
@@ -172,9 +164,9 @@ def add_eval_parsers(subparsers) -> None:
     m.add_argument("--limit", type=int, default=None, help="only the first N images (by name) of the split")
     m.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
     m.add_argument("--size", type=int, default=None, help="HQ size in pixels (default: the model's, 512)")
-    m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     m.add_argument("--grid", type=int, default=6, help="rows in grid.png (default 6; 0: no grid)")
-    m.add_argument("--workers", type=int, default=1, help="processes for the degradation (default 1)")
+    m.add_argument("--workers", type=positive_int, default=1, help="processes for the degradation (default 1)")
     m.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     _common(m)
+    add_device_options(m, default_dtype="fp32")
     m.set_defaults(func=cmd_evaluate_model)

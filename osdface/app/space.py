@@ -1,8 +1,8 @@
 """Assemble the Hugging Face Space of the demo and upload it.
 
-    python -m osdface.deploy_space --repo-id USER/NAME --dry-run            # writes build/space/, lists the files
-    python -m osdface.deploy_space --repo-id USER/NAME                      # creates the Space, uploads the folder
-    python -m osdface.deploy_space --repo-id USER/NAME --model USER/osdface-sd21 --hardware zero-a10g
+    osdface deploy-space --repo-id USER/NAME --dry-run            # writes build/space/, lists the files
+    osdface deploy-space --repo-id USER/NAME                      # creates the Space, uploads the folder
+    osdface deploy-space --repo-id USER/NAME --model USER/osdface-sd21 --hardware zero-a10g
 
 The folder is what ``spaces/`` describes: ``README.md`` (the Space's YAML header + description, from
 ``spaces/README.md``), ``requirements.txt`` (from ``spaces/requirements.txt``), ``app.py``, the ``osdface`` package
@@ -14,22 +14,22 @@ Authentication: ``hf auth login`` or ``--token`` / ``$HF_TOKEN``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ..weights import BUNDLED_NANO
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "osdface"
-BUNDLED_MODEL = Path("osdface") / "assets" / "osdface-nano"
+BUNDLED_MODEL = Path(PACKAGE) / BUNDLED_NANO.relative_to(Path(__file__).resolve().parents[1])  # in the checkout
 EXAMPLES = ("examples/README.md", "examples/astronaut_face_lq.png", "examples/astronaut_photo_lq.jpg")
 MARKER = ".osdface-space"  # marks a folder this command wrote (only such a folder is ever emptied)
 HEADER_KEYS = ("title", "emoji", "sdk", "sdk_version", "app_file", "python_version", "suggested_hardware",
                "models", "license", "short_description", "tags")
 
-__all__ = ["assemble_space", "read_header", "render_readme", "deploy", "main"]
+__all__ = ["assemble_space", "read_header", "render_readme", "deploy", "check_repo_id", "DeployError"]
 
 
 class DeployError(RuntimeError):
@@ -84,7 +84,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise DeployError(f"{out} holds an earlier build; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m osdface.deploy_space; not uploaded\n")
+    (out / MARKER).write_text("written by osdface deploy-space; not uploaded\n")
 
 
 def assemble_space(out: str | Path, *, model: str | None = None, hardware: str | None = None,
@@ -126,69 +126,8 @@ def deploy(repo_id: str, folder: str | Path, *, model: str | None = None, privat
     return info
 
 
-def _check_repo_id(repo_id: str) -> str:
+def check_repo_id(repo_id: str) -> str:
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
         raise DeployError(f"--repo-id must look like USER/NAME, not {repo_id!r}")
     return repo_id
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m osdface.deploy_space", description=__doc__.split("\n")[0])
-    p.add_argument("--repo-id", required=True, help="the Space, USER/NAME")
-    p.add_argument("--dry-run", action="store_true", help="write the folder and list the files; upload nothing")
-    p.add_argument("--out", default=None,
-                   help="where to assemble the folder (default: build/space in the checkout for --dry-run, "
-                        "a temporary folder otherwise)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
-    p.add_argument("--model", default=None, help="Hub id of the model the Space serves (Space variable OSDFACE_MODEL)")
-    p.add_argument("--hardware", default=None,
-                   help="suggested_hardware in the header, e.g. cpu-basic, zero-a10g, t4-small")
-    p.add_argument("--title", default=None, help="the Space's title")
-    p.add_argument("--private", action="store_true", default=None)
-    p.add_argument("--token", default=None, help="a Hub token with write access (default: the login / $HF_TOKEN)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
-    args = build_parser().parse_args(argv)
-    try:
-        repo_id = _check_repo_id(args.repo_id)
-        tmp = None
-        if args.out:
-            out = Path(args.out)
-        elif args.dry_run:
-            out = REPO_ROOT / "build" / "space"
-        else:
-            tmp = tempfile.TemporaryDirectory(prefix="osdface-space-")
-            out = Path(tmp.name) / "space"
-        overwrite = args.overwrite or (args.dry_run and args.out is None)  # the default build folder is ours
-        files = assemble_space(out, model=args.model, hardware=args.hardware, title=args.title, overwrite=overwrite)
-    except DeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    size = sum((out / f).stat().st_size for f in files)
-    print(f"Space folder {out} ({len(files)} files, {size / 1e6:.1f} MB):")
-    for f in files:
-        print(f"  {f}")
-    if args.dry_run:
-        print(f"dry run: nothing uploaded; would upload these files to https://huggingface.co/spaces/{repo_id}"
-              + (f" and set OSDFACE_MODEL={args.model}" if args.model else ""))
-        return 0
-    try:
-        deploy(repo_id, out, model=args.model, private=args.private, token=args.token)
-    except Exception as err:  # network, authentication, permissions: one line
-        first = str(err).splitlines()[0] if str(err) else ""
-        print(f"error: upload to {repo_id} failed: {type(err).__name__}: {first}", file=sys.stderr)
-        return 1
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    print(f"uploaded: https://huggingface.co/spaces/{repo_id}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

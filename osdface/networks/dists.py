@@ -28,7 +28,8 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-__all__ = ["DISTS", "L2Pooling", "load_dists", "VGG16_URL", "DISTS_WEIGHTS_URL", "DISTS_HINT"]
+__all__ = ["DISTS", "L2Pooling", "load_dists", "convert_dists", "check_image_pair", "VGG16_URL", "DISTS_WEIGHTS_URL",
+           "DISTS_HINT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -129,7 +130,7 @@ class DISTS(ModelMixin, ConfigMixin):
         return feats
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, y)
+        check_image_pair(x, y)
         fx, fy = self.features_of(x), self.features_of(y)
         alpha, beta = self.alpha.float(), self.beta.float()
         total = alpha.sum() + beta.sum()
@@ -148,7 +149,7 @@ class DISTS(ModelMixin, ConfigMixin):
         return 1 - similarity
 
 
-def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+def check_image_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point():
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -158,14 +159,12 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def load_dists(path: str | os.PathLike | None = None, *, device=None, dtype=None) -> DISTS:
-    """The published DISTS from an osdface DISTS folder (``osdface convert-dists``) or a Hub repo holding one,
+    """The published DISTS from an osdface DISTS folder (:func:`convert_dists`) or a Hub repo holding one,
     frozen and in eval mode.
 
-    ``path`` defaults to ``$OSDFACE_DISTS``. Missing weights → :class:`osdface.hub.MissingWeightsError`, one line
+    ``path`` defaults to ``$OSDFACE_DISTS``. Missing weights → :class:`osdface.weights.MissingWeightsError`, one line
     naming the two source files and where to get them."""
-    from ..hub import MissingWeightsError
-
-    from ..hub import _looks_like_path, _reason, offline
+    from ..weights import MissingWeightsError, first_line, looks_like_path, offline
 
     name = path if path is not None else os.environ.get("OSDFACE_DISTS")
     if not name:
@@ -177,16 +176,77 @@ def load_dists(path: str | os.PathLike | None = None, *, device=None, dtype=None
             raise MissingWeightsError(f"{folder} is not a DISTS weights folder (config.json + safetensors): "
                                       f"{DISTS_HINT}.")
         model = DISTS.from_pretrained(folder, **kwargs)
-    elif _looks_like_path(str(name)):
+    elif looks_like_path(str(name)):
         raise MissingWeightsError(f"{name}: no such DISTS weights folder; {DISTS_HINT}.")
     else:  # a Hub repo holding such a folder
         try:
             model = DISTS.from_pretrained(str(name), local_files_only=offline(None), **kwargs)
         except (OSError, ValueError) as err:
             raise MissingWeightsError(f"Could not get DISTS weights '{name}' from the Hugging Face Hub "
-                                      f"({_reason(err)}); {DISTS_HINT}.") from None
+                                      f"({first_line(err)}); {DISTS_HINT}.") from None
     if tuple(model.config.widths) != VGG16_WIDTHS:
         raise MissingWeightsError(f"{name} holds a small DISTS stand-in (widths {tuple(model.config.widths)}), "
                                   f"not the published VGG16 DISTS: {DISTS_HINT}.")
     model.requires_grad_(False).eval()
     return model.to(device) if device is not None else model
+
+
+# ---------------------------------------------------------------------------------------------------- converting
+VGG_HEAD_PREFIX = "classifier."
+
+
+def convert_dists(vgg: str | os.PathLike, dists: str | os.PathLike, out: str | os.PathLike, *,
+                  overwrite: bool = False) -> Path:
+    """The published DISTS weights as an osdface safetensors folder (``osdface convert-dists``); returns ``out``.
+
+    Inputs (both plain pickled state dicts, read with ``torch.load(weights_only=True)`` only):
+
+    - ``vgg16-397923af.pth``: torchvision's ImageNet VGG16 (:data:`VGG16_URL`); keys
+      ``features.{0,2,5,7,10,12,14,17,19,21,24,26,28}.weight/bias`` (the 13 convolutions) and ``classifier.*``
+      (the fully connected head, not used by DISTS and dropped).
+    - ``weights.pt``: the DISTS authors' learned weights ``{"alpha": (1, 1475, 1, 1), "beta": (1, 1475, 1, 1)}``
+      (:data:`DISTS_WEIGHTS_URL`).
+
+    Every key and shape is checked. The folder (``config.json``, ``diffusion_pytorch_model.safetensors``,
+    ``sources.json`` with the inputs' SHA-256) loads with :func:`load_dists`. ``out`` must be new or empty unless
+    ``overwrite``; nothing is written outside it. Missing or unreadable files → MissingWeightsError; a wrong layout →
+    :class:`osdface.convert.ConversionError` listing every problem.
+    """
+    import json
+
+    from ..convert import ConversionError, check_layout
+    from ..weights import MissingWeightsError, load_state_dict_file, sha256_file
+
+    vgg, dists, out = Path(vgg).expanduser(), Path(dists).expanduser(), Path(out).expanduser()
+    absent = [str(p) for p in (vgg, dists) if not p.is_file()]
+    if absent:
+        raise MissingWeightsError(f"not found: {', '.join(absent)}; {DISTS_HINT}.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConversionError(f"{out} exists and is not an empty folder; choose a new folder (or pass --overwrite).")
+
+    model = DISTS()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    vgg_state = {k: v for k, v in load_state_dict_file(vgg).items() if not k.startswith(VGG_HEAD_PREFIX)}
+    if any(k.endswith("running_mean") for k in vgg_state):
+        raise ConversionError(f"{vgg.name} is a VGG16 with batch norm (vgg16_bn); DISTS uses the plain VGG16 "
+                              "(vgg16-397923af.pth).")
+    check_layout(vgg_state, {k: s for k, s in expected.items() if k.startswith("features.")},
+                 f"{vgg.name} (torchvision VGG16)")
+    dists_state = load_state_dict_file(dists)
+    check_layout(dists_state, {k: s for k, s in expected.items() if k in ("alpha", "beta")}, f"{dists.name} (DISTS)")
+    weights = {**vgg_state, **dists_state}
+    bad = [k for k, v in weights.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ConversionError(f"non-finite values in {', '.join(bad[:5])}")
+    if (dists_state["alpha"] < 0).any() or (dists_state["beta"] < 0).any():
+        raise ConversionError(f"{dists.name}: alpha/beta must be non-negative (DISTS's weights are)")
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    sources = {"vgg16": {"file": vgg.name, "sha256": sha256_file(vgg)},
+               "dists": {"file": dists.name, "sha256": sha256_file(dists)},
+               "paper": "Ding et al., Image Quality Assessment: Unifying Structure and Texture Similarity, "
+                        "TPAMI 2020 (arXiv:2004.07728)"}
+    (out / "sources.json").write_text(json.dumps(sources, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -12,11 +12,7 @@
 
 from __future__ import annotations
 
-import sys
-
-import yaml
-
-from .config import get_train_config
+from .common import err, positive_int
 
 _COMMANDS = {"train-vae": "vae", "train-vre": "vre", "train": "generator"}
 _HELP = {"vae": "stage 0 (nano/tiny only): train the VAE that stands in for SD's pretrained one",
@@ -24,14 +20,15 @@ _HELP = {"vae": "stage 0 (nano/tiny only): train the VAE that stands in for SD's
          "generator": "stage 2: train the one-step generator (UNet LoRA/full + prompt projector)"}
 
 
-def add_train_parsers(sub) -> None:
+def add_parsers(sub) -> None:
     for name, stage in _COMMANDS.items():
         p = sub.add_parser(name, help=_HELP[stage], description=_HELP[stage])
         p.add_argument("--config", default="nano", help="preset name (nano, sd21, tiny) or a YAML file")
         p.add_argument("--data", default=None, help="folder of HQ faces, or a prepared pairs folder (lq/ + hq/)")
         p.add_argument("--output-dir", default=None, help="where checkpoints, logs, grids and final/ go")
-        p.add_argument("--max-steps", type=int, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (default: the preset's)")
+        p.add_argument("--batch-size", type=positive_int, default=None, help="images per step and process "
+                       "(default: the preset's)")
         p.add_argument("--resume", default=None, help="a checkpoint folder, or 'latest' (in --output-dir)")
         p.add_argument("--stop-after", type=int, default=None,
                        help="stop (with a checkpoint) after this many steps, to resume later")
@@ -45,6 +42,8 @@ def add_train_parsers(sub) -> None:
 
 
 def _overrides(args) -> dict:
+    import yaml
+
     out = {"data": args.data, "output_dir": args.output_dir, "max_steps": args.max_steps,
            "batch_size": args.batch_size}
     for key in ("vre", "base"):
@@ -59,23 +58,26 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from ..hub import MissingWeightsError
+    import yaml
+
+    from ..training.config import get_train_config
+    from ..weights import MissingWeightsError
 
     try:
         cfg = get_train_config(args.stage, args.config, **_overrides(args))
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        err(str(e).strip("'\""))
         return 2
     if args.print_config:
         print(yaml.safe_dump({"stage": cfg.stage, **cfg.to_dict()}, sort_keys=False), end="")
         return 0
-    from . import make_trainer
+    from ..training import make_trainer
 
     try:
         trainer = make_trainer(cfg)
         final = trainer.train(resume=args.resume, max_steps=args.stop_after)
-    except (MissingWeightsError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (MissingWeightsError, FileNotFoundError, ValueError, RuntimeError) as e:
+        err(str(e))
         return 1
     if trainer.is_main:
         done = final.exists()

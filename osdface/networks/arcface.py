@@ -20,10 +20,17 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-__all__ = ["ArcFaceIRSE", "IRSE50_UNITS", "IRSE50_WIDTHS"]
+__all__ = ["ArcFaceIRSE", "IRSE50_UNITS", "IRSE50_WIDTHS", "load_arcface", "ARCFACE_URL", "ARCFACE_FILES",
+           "ARCFACE_HINT"]
 
 IRSE50_UNITS = (3, 4, 14, 3)
 IRSE50_WIDTHS = (64, 128, 256, 512)
+
+ARCFACE_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/recognition_arcface_ir_se50.pth"
+ARCFACE_FILES = ("recognition_arcface_ir_se50.pth", "model_ir_se50.pth", "arcface_ir_se50.safetensors")
+ARCFACE_HINT = (f"download facexlib's ArcFace IR-SE-50 weights recognition_arcface_ir_se50.pth ({ARCFACE_URL}; "
+                "TreB1eN/InsightFace_Pytorch's model_ir_se50.pth has the same layout) and pass its path or folder "
+                "(or set $OSDFACE_ARCFACE); to train without the identity loss set its weight λ_ID to 0")
 
 
 class SqueezeExcite(nn.Module):
@@ -110,3 +117,35 @@ class ArcFaceIRSE(ModelMixin, ConfigMixin):
             raise ValueError(f"ArcFaceIRSE expects (B, 3, {size}, {size}) images, got {tuple(x.shape)}")
         h = self.output_layer(self.body(self.input_layer(x)))
         return F.normalize(h.float(), dim=1)
+
+
+def load_arcface(path_or_dir=None, *, device=None, dtype=None) -> ArcFaceIRSE:
+    """The ArcFace IR-SE-50 with public weights, frozen, in eval mode.
+
+    ``path_or_dir``: a ``.pth`` / ``.safetensors`` file, a folder holding one (:data:`ARCFACE_FILES` or a single
+    weight file), or a Hub repo id holding one; default ``$OSDFACE_ARCFACE``. Missing or unusable →
+    :class:`osdface.weights.MissingWeightsError` (one line)."""
+    import os
+
+    from ..weights import MissingWeightsError, load_state_dict_file, resolve_weight_file
+
+    name = path_or_dir if path_or_dir is not None else os.environ.get("OSDFACE_ARCFACE")
+    if not name:
+        raise MissingWeightsError(f"No ArcFace weights given (path or $OSDFACE_ARCFACE): {ARCFACE_HINT}.")
+    path = resolve_weight_file(name, ARCFACE_FILES, ARCFACE_HINT, what="ArcFace weight")
+    state = load_state_dict_file(path, hint=ARCFACE_HINT)
+    model = ArcFaceIRSE()
+    expected = model.state_dict()
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}  # absent from files of old PyTorch
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+                 if k in state and state[k].shape != v.shape]
+    if missing or unexpected or misshaped:
+        details = "; ".join(f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''} ({len(items)})"
+                            for label, items in (("missing", missing), ("unexpected", unexpected),
+                                                 ("wrong shape", misshaped)) if items)
+        raise MissingWeightsError(f"{path} is not an ArcFace IR-SE-50 state dict ({details}); {ARCFACE_HINT}.")
+    model.load_state_dict(state, strict=False)
+    model.requires_grad_(False).eval()
+    return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model

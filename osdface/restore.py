@@ -1,0 +1,424 @@
+"""The restore workflow: images in, restored images out. The command line, the demo and the evaluation all call
+this module; nothing else decides how a face is restored or where a restored file goes.
+
+    pipe = load_pipeline()                                        # the bundled nano model (or any model folder / Hub id)
+    result = restore_image(pipe, photo, mode="auto")              # one image in memory → RestoreResult
+    summary = restore_files(pipe, paths, "out", aligned=False)    # image files → the output folders below
+
+Modes
+    ``aligned``: the image is an FFHQ-aligned face crop, restored at ``process_size``² in one model call.
+    ``photo``: every face is detected, aligned to the FFHQ template, restored in one batch and pasted back
+    (:func:`osdface.faces.photo.restore_photo`). ``auto`` (:func:`choose_mode`): an aligned crop when the image is
+    square and its best face's 5 landmarks lie where the FFHQ template puts them at that size (mean distance below
+    10 % of the side, and the similarity transform between them scales by 0.75–1.33), or when it is square and no
+    face is found (a tight or heavily degraded crop often defeats the detector); a whole photo otherwise.
+
+Output layout of :func:`restore_files` (CodeFormer's, plus ``cmp/``)::
+
+    OUT/restored_faces/NAME.png         aligned crops: the restored crop (``faces_dir`` renames the folder)
+    OUT/cropped_faces/NAME_00.png       whole photos: the aligned input crop of each face (process_size²)
+    OUT/restored_faces/NAME_00.png      its restoration
+    OUT/final_results/NAME.png          the whole photo, faces pasted back, ``upscale`` times the size
+    OUT/cmp/NAME.png                    input (enlarged the same way) | final result, side by side
+
+Every file is written atomically (:func:`osdface.image_io.save_png`), never over an input, and only under ``OUT``.
+Files are decoded and encoded in a background thread while the model works on the previous batch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import image_io
+from .faces.color import COLOR_FIX_METHODS
+
+MODES = ("auto", "aligned", "photo")
+
+__all__ = ["MODES", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
+           "restore_aligned", "restore_image", "restore_files", "output_names", "photo_output_paths",
+           "is_square"]
+
+
+# ----------------------------------------------------------------------------------------------------- the model
+def load_pipeline(model: str | os.PathLike | None = None, *, device="auto", dtype="auto",
+                  base_model: str | None = None, local_files_only: bool | None = None, fuse_lora: bool = True):
+    """The model to restore with: ``model`` (folder or Hub id), else ``$OSDFACE_MODEL``, else the bundled nano;
+    ``device`` / ``dtype`` as :func:`osdface.devices.pick_device` / :func:`~osdface.devices.resolve_dtype` take
+    them. Raises :class:`~osdface.weights.MissingWeightsError` with one line when the model cannot be loaded, and
+    ``ValueError`` for an unusable device or dtype."""
+    from .configs import OSDFaceConfig
+    from .devices import pick_device, resolve_dtype
+    from .pipeline import OSDFacePipeline
+    from .weights import MissingWeightsError, default_model, first_line, resolve_model_folder
+
+    name = default_model(model)
+    device = pick_device(device)
+    folder = resolve_model_folder(name, local_files_only=local_files_only)
+    try:
+        config = OSDFaceConfig.load(folder)
+        dtype = resolve_dtype(dtype, device, cpu_bf16=config.cpu_bf16)
+        pipe = OSDFacePipeline.from_pretrained(folder, torch_dtype=dtype, device=device, base_model=base_model,
+                                               local_files_only=local_files_only, fuse_lora=fuse_lora)
+    except MissingWeightsError:
+        raise
+    except (OSError, KeyError, ValueError) as err:  # a damaged folder: unreadable config, missing part
+        if isinstance(err, ValueError) and "fp16 needs a GPU" in str(err):
+            raise
+        raise MissingWeightsError(f"cannot load the model {name}: {first_line(err)}") from None
+    pipe.name = name
+    return pipe
+
+
+# ----------------------------------------------------------------------------------------------------- the mode
+def is_square(w: int, h: int, tolerance: float = 0.02) -> bool:
+    return abs(w - h) <= tolerance * max(w, h)
+
+
+def fills_template(face, width: int, height: int) -> bool:
+    """Whether ``face`` (a :class:`~osdface.faces.detection.Face`) sits where an FFHQ-aligned crop of this size
+    puts a face (see the module docstring)."""
+    from .faces.alignment import affine_scale, similarity_transform, template
+
+    if not is_square(width, height):
+        return False
+    size = (width + height) / 2.0
+    target = template(size)
+    error = float(np.linalg.norm(face.landmarks - target, axis=1).mean()) / size
+    scale = affine_scale(similarity_transform(face.landmarks, target))
+    return error < 0.10 and 0.75 <= scale <= 1.0 / 0.75
+
+
+def choose_mode(mode: str, faces: list, width: int, height: int) -> tuple[str, str]:
+    """``(mode, reason)`` with mode ``"aligned"`` or ``"photo"``; ``mode`` is what the user asked for."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode == "aligned":
+        return "aligned", "aligned crop (chosen)"
+    if mode == "photo":
+        return "photo", "whole photo (chosen)"
+    if faces and fills_template(faces[0], width, height):
+        return "aligned", "aligned crop (auto: the face fills the FFHQ template)"
+    if not faces and is_square(width, height):
+        return "aligned", "aligned crop (auto: square image, no face detected)"
+    return "photo", "whole photo (auto)"
+
+
+# ------------------------------------------------------------------------------------------------- in memory
+@dataclass
+class RestoreResult:
+    """``image``: the result (an aligned crop at ``process_size``², or the whole photo ``upscale`` times the size).
+    ``faces``: one dict per restored face: ``restored`` and ``cropped`` (PIL), and for photos ``box``,
+    ``landmarks`` (in input pixels), ``score``, ``affine`` (photo → crop). ``mode``: aligned | photo, ``reason``
+    why; ``detected``: faces the detector found (None when it did not run). :attr:`before`: the input at the size
+    of the result, for a before/after view."""
+
+    image: Image.Image
+    input: Image.Image
+    faces: list[dict] = field(default_factory=list)
+    mode: str = "aligned"
+    reason: str = ""
+    detected: int | None = None
+    upscale: int = 1
+
+    @property
+    def before(self) -> Image.Image:
+        if self.mode == "aligned":
+            return self.input.resize(self.image.size, Image.BICUBIC)
+        from .faces.photo import lanczos_upsample
+
+        return lanczos_upsample(self.input, self.upscale)
+
+
+def restore_aligned(pipe, images: list, *, color_fix: str = "none", latent_mode: str | None = None,
+                    generator=None, batch_size: int = 4, progress: bool = False) -> list[Image.Image]:
+    """Aligned face crops (PIL images or arrays) → restored crops (PIL, ``process_size``²), ``batch_size`` per
+    model call. ``color_fix`` (none | adain | wavelet) pulls each result's colours toward its input."""
+    if color_fix not in COLOR_FIX_METHODS:
+        raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
+    kwargs = dict(batch_size=batch_size, latent_mode=latent_mode, generator=generator, progress=progress)
+    if color_fix == "none":
+        return pipe(images, output_type="pil", **kwargs)
+    from .faces import color
+
+    out = pipe(images, output_type="np", **kwargs)
+    size = out.shape[1]
+    results = []
+    for img, restored in zip(images, out):
+        reference = Image.fromarray(image_io.as_rgb_uint8(img)).resize((size, size), Image.BILINEAR)
+        results.append(Image.fromarray(image_io.to_uint8(color.color_fix(restored, np.asarray(reference), color_fix))))
+    return results
+
+
+class _KnownFaces:
+    """A detector that returns faces found before (so that detection runs once per image)."""
+
+    name = "known"
+
+    def __init__(self, faces: list):
+        self._faces = faces
+
+    def detect(self, img) -> list:
+        return list(self._faces)
+
+
+def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list | None = None, upscale: int = 1,
+                  color_fix: str = "none", only_center_face: bool = False, draw_box: bool = False,
+                  latent_mode: str | None = None, generator=None, batch_size: int = 4,
+                  progress: bool = False) -> RestoreResult:
+    """Restore one image (PIL, or an RGB array) in ``mode`` (auto | aligned | photo; see the module docstring).
+
+    ``detector``: a :class:`~osdface.faces.detection.FaceDetector` (default: ``get_detector("auto")``, built
+    once per pipeline); ``faces``: detections made before (then the detector does not run). ``upscale`` enlarges
+    whole photos (Lanczos background); ``color_fix``, ``only_center_face`` and ``draw_box`` as in
+    :func:`osdface.faces.photo.restore_photo`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else \
+        Image.fromarray(image_io.as_rgb_uint8(image))
+    w, h = rgb.size
+    if mode != "aligned" and faces is None:
+        faces = _detector_for(pipe, detector).detect(np.asarray(rgb))
+    chosen, reason = choose_mode(mode, faces or [], w, h)
+    detected = None if faces is None else len(faces)
+    run = dict(latent_mode=latent_mode, generator=generator)
+    if chosen == "aligned":
+        out = restore_aligned(pipe, [rgb], color_fix=color_fix, batch_size=1, progress=progress, **run)[0]
+        return RestoreResult(out, rgb, [{"restored": out, "cropped": rgb}], "aligned", reason, detected)
+    from .faces.photo import restore_photo
+
+    result = restore_photo(pipe, np.asarray(rgb), detector=_KnownFaces(faces or []), upscale=upscale,
+                           only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
+                           batch_size=batch_size, pipe_kwargs={**run, "progress": progress})
+    return RestoreResult(result.image, rgb, result.faces, "photo", reason, detected, int(upscale))
+
+
+def _detector_for(pipe, detector):
+    """``detector``, else the pipeline's default detector (built on first use, then kept)."""
+    if detector is not None:
+        return detector
+    if getattr(pipe, "_detector", None) is None:
+        from .faces.detection import get_detector
+
+        pipe._detector = get_detector("auto", device=pipe.device)
+    return pipe._detector
+
+
+# ----------------------------------------------------------------------------------------------------- files
+def _key(p: Path) -> str:
+    return os.path.normcase(str(Path(p).resolve())).casefold()
+
+
+def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Path, Path]:
+    """Input file → a distinct output PNG path: ``<stem><suffix>.png``; stems shared by several inputs keep their
+    extension (``a_jpg.png``); a name already taken (by an input file or an earlier output, compared
+    case-insensitively) gets ``_restored``, ``_restored2``, … so that no input and no other output is overwritten."""
+    stems = Counter(p.stem for p in inputs)
+    taken = {_key(p) for p in inputs}
+    names = {}
+    for p in inputs:
+        stem = (p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") + suffix
+        for extra in ["", "_restored", *(f"_restored{n}" for n in range(2, 10_000))]:
+            target = out_dir / f"{stem}{extra}.png"
+            key = _key(target)
+            if key not in taken:
+                break
+        taken.add(key)
+        names[p] = target
+    return names
+
+
+def photo_output_paths(inputs: list[Path], out_root: Path, suffix: str = "") -> dict[Path, dict]:
+    """Per input photo: ``final`` and ``cmp`` paths and a ``face_name(i)`` function for cropped/restored faces."""
+    finals = output_names(inputs, out_root / "final_results", suffix)
+    paths = {}
+    for p in inputs:
+        final = finals[p]
+        stem = final.stem
+        core = stem[:-len(suffix)] if suffix and stem.endswith(suffix) else stem
+        tail = suffix if suffix and stem.endswith(suffix) else ""
+        paths[p] = {"final": final, "cmp": out_root / "cmp" / final.name,
+                    "face_name": (lambda i, core=core, tail=tail: f"{core}_{i:02d}{tail}.png")}
+    return paths
+
+
+def _side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    return canvas
+
+
+@dataclass
+class RestoreSummary:
+    """What :func:`restore_files` did: ``done`` inputs fully written, ``failed`` inputs, ``faces`` restored,
+    ``model_seconds`` spent restoring (decoding and writing files excluded)."""
+
+    total: int
+    done: int = 0
+    failed: list[Path] = field(default_factory=list)
+    faces: int = 0
+    model_seconds: float = 0.0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLike, *, aligned: bool = True,
+                  faces_dir: str = "restored_faces", suffix: str = "", batch_size: int = 4, color_fix: str = "none",
+                  detector=None, upscale: int = 1, only_center_face: bool = False, draw_box: bool = False,
+                  latent_mode: str | None = None, generator=None, log: Callable[[str], None] = _stderr,
+                  on_done: Callable[[int], None] | None = None) -> RestoreSummary:
+    """Restore image files into ``output`` (layout in the module docstring); one input's failure is reported with
+    one ``error: <file>: <reason>`` line through ``log`` and the others go on. ``on_done(n)`` is called as inputs
+    finish (a progress bar's ``update``). ``aligned=False``: whole photos, with ``detector`` (default: auto)."""
+    inputs = [Path(p) for p in inputs]
+    out = Path(output)
+    summary = RestoreSummary(total=len(inputs))
+    tick = on_done or (lambda n: None)
+    run = dict(latent_mode=latent_mode, generator=generator)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="osdface-io") as io:
+        if aligned:
+            _aligned_files(pipe, inputs, output_names(inputs, out / faces_dir, suffix), summary, io, log, tick,
+                           batch_size=batch_size, color_fix=color_fix, **run)
+        else:
+            if upscale < 1:
+                raise ValueError("upscale must be an integer >= 1")
+            _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, detector=_detector_for(pipe, detector),
+                         batch_size=batch_size, color_fix=color_fix, upscale=upscale,
+                         only_center_face=only_center_face, draw_box=draw_box, **run)
+    return summary
+
+
+def _load(path: Path):
+    """(path, RGB image) or (path, ImageInputError)."""
+    try:
+        return path, image_io.load_image(path)
+    except image_io.ImageInputError as err:
+        return path, err
+
+
+def _loaded(io: ThreadPoolExecutor, paths: list[Path], chunk: int):
+    """Chunks of ``(path, image or error)``, decoded one chunk ahead in the background."""
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    pending = io.submit(lambda c: [_load(p) for p in c], chunks[0]) if chunks else None
+    for i in range(len(chunks)):
+        current = pending.result()
+        pending = io.submit(lambda c: [_load(p) for p in c], chunks[i + 1]) if i + 1 < len(chunks) else None
+        yield current
+
+
+def _aligned_files(pipe, inputs, targets, summary, io, log, tick, *, batch_size, color_fix, **run) -> None:
+    size = pipe.config.process_size
+    writes = []
+    for chunk in _loaded(io, inputs, batch_size):
+        images = []
+        for path, img in chunk:
+            if isinstance(img, Exception):
+                summary.failed.append(path)
+                log(f"error: {img}")
+                tick(1)
+                continue
+            if img.width != img.height:
+                log(f"warning: {path}: {img.width}x{img.height} is not square; aligned mode expects FFHQ-aligned "
+                    f"square crops, so it is stretched to {size}x{size}")
+            images.append((path, img))
+        if not images:
+            continue
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            restored = restore_aligned(pipe, [img for _, img in images], color_fix=color_fix,
+                                       batch_size=len(images), **run)
+        summary.model_seconds += time.perf_counter() - t0
+        for w in caught:
+            if "not square" not in str(w.message):  # already reported above, with the file name
+                log(f"warning: {w.message}")
+        for (path, _), result in zip(images, restored):
+            writes.append((path, io.submit(image_io.save_png, result, targets[path])))
+        writes = _collect(writes, summary, log, tick, targets, wait=False)
+    _collect(writes, summary, log, tick, targets, wait=True)
+
+
+def _collect(writes, summary, log, tick, targets, *, wait: bool):
+    """Account for finished writes (all of them with ``wait``); returns those still running."""
+    running = []
+    for path, future in writes:
+        if not wait and not future.done():
+            running.append((path, future))
+            continue
+        try:
+            future.result()
+            summary.done += 1
+            summary.faces += 1
+        except OSError as err:
+            summary.failed.append(path)
+            log(f"error: {path}: cannot write {targets[path]}: {err.strerror or err}")
+        tick(1)
+    return running
+
+
+def _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, *, detector, batch_size, color_fix, upscale,
+                 only_center_face, draw_box, **run) -> None:
+    from .faces.photo import lanczos_upsample
+
+    input_keys = {_key(p) for p in inputs}
+    paths = photo_output_paths(inputs, out, suffix)
+    for chunk in _loaded(io, inputs, 1):
+        path, img = chunk[0]
+        if isinstance(img, Exception):
+            summary.failed.append(path)
+            log(f"error: {img}")
+            tick(1)
+            continue
+        try:
+            t0 = time.perf_counter()
+            result = restore_image(pipe, img, mode="photo", detector=detector, upscale=upscale,
+                                   only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
+                                   batch_size=batch_size, **run)
+            summary.model_seconds += time.perf_counter() - t0
+        except (ValueError, RuntimeError, MemoryError, OSError) as err:
+            summary.failed.append(path)
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            log(f"error: {path}: {msg}")
+            tick(1)
+            continue
+        p = paths[path]
+        writes = []
+        for i, face in enumerate(result.faces):
+            name = p["face_name"](i)
+            writes.append((face["cropped"], out / "cropped_faces" / name))
+            writes.append((face["restored"], out / "restored_faces" / name))
+        writes.append((result.image, p["final"]))
+        up = lanczos_upsample(img, upscale) if upscale != 1 else img
+        writes.append((_side_by_side(up, result.image), p["cmp"]))
+        ok = True
+        for im, target in writes:
+            if _key(target) in input_keys:
+                log(f"error: {path}: not writing {target}: it is one of the inputs")
+                ok = False
+                continue
+            try:
+                image_io.save_png(im, target)
+            except OSError as err:
+                log(f"error: {path}: cannot write {target}: {err.strerror or err}")
+                ok = False
+        if not result.faces:
+            log(f"{path}: no face detected; wrote the {'enlarged ' if upscale != 1 else ''}photo to {p['final']}")
+        if ok:
+            summary.done += 1
+        else:
+            summary.failed.append(path)
+        summary.faces += len(result.faces)
+        tick(1)
