@@ -8,6 +8,13 @@ fewer distinct codes, the remaining rows are zeros.
 The official code does this with a Python loop over positions and for batch size 1 only. Here it is batched and
 loop-free: the first position at which each code occurs is found with one ``scatter_reduce(amin)``, and the codes
 are then ordered by that first position, so the result for image *i* of a batch equals the single-image result.
+
+Numerics follow the release exactly, because real VQ features often have many nearly equal nearest-code distances
+and the slightest difference then keeps other codes: the features are laid out as a contiguous (B, H·W, D) tensor
+before the distance matmul (as the release's ``permute(0, 2, 3, 1).contiguous()``), the distances are summed in
+the release's order, and the positions are sorted with ``torch.sort``'s default (not stable) algorithm, as the
+release calls it. ``tests/test_codebook.py`` checks this against a transcription of the release's loop on features
+built to nearly tie.
 """
 
 from __future__ import annotations
@@ -36,12 +43,13 @@ def squared_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 def select_unique_codes(dist: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt rule on a (B, N, K) distance tensor → (indices (B, T), valid (B, T)).
 
-    Positions are ordered by their nearest-code distance (ascending, stable); each code is kept at its first
-    occurrence in that order; the first ``num_tokens`` kept codes form the prompt.
+    Positions are ordered by their nearest-code distance (ascending, with ``torch.sort``'s default algorithm, as the
+    release: equal distances are not kept in position order); each code is kept at its first occurrence in that
+    order; the first ``num_tokens`` kept codes form the prompt.
     """
     b, n, k = dist.shape
     min_dist, nearest = dist.min(dim=-1)  # (B, N)
-    order = torch.sort(min_dist, dim=-1, stable=True).indices  # positions, closest first
+    order = torch.sort(min_dist, dim=-1).indices  # positions, closest first (the release's default sort)
     codes_in_order = nearest.gather(-1, order)  # (B, N)
     rank = torch.arange(n, device=dist.device).expand(b, n)
     # first_rank[b, c] = the earliest rank at which code c occurs (n if it never does)
@@ -78,7 +86,9 @@ class Codebook(nn.Module):
 
     def prompt_tokens(self, z: torch.Tensor, num_tokens: int = 77) -> PromptTokens:
         """(B, D, H, W) features → the prompt rule's (B, num_tokens, D) code vectors (zero rows past the last code)."""
-        feats = z.flatten(2).transpose(1, 2)  # (B, HW, D), positions in row-major order
+        b, d = z.shape[:2]
+        # (B, HW, D) contiguous, positions in row-major order: the release's layout, so the matmul rounds alike
+        feats = z.permute(0, 2, 3, 1).contiguous().view(b, -1, d)
         # distances in float32 even for a bf16/fp16 model: the ordering decides which codes are kept
         dist = squared_distances(feats.float(), self.weight.float())
         indices, valid = select_unique_codes(dist, num_tokens)
