@@ -83,6 +83,8 @@ class OSDFaceConfig:
     # bf16 on a CPU measured to match fp32 for this model's weights (``dtype="auto"`` then picks bf16 on CPUs with
     # native bf16 arithmetic; see osdface.devices.resolve_dtype)
     cpu_bf16: bool = False
+    # the UNet reads the VRE's visual prompt (the paper); False: an empty (zero) prompt, for the ablation without it
+    vre_prompt: bool = True
     lora_rank: int = 16
     lora_alpha: float = 16.0
     vre: dict = field(default_factory=lambda: dict(SD21_VRE))

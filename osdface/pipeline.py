@@ -57,7 +57,7 @@ class OSDFacePipeline:
                  scheduler: DDIMScheduler, config: OSDFaceConfig):
         self.vae, self.unet, self.vre, self.scheduler, self.config = vae, unet, vre, scheduler, config
         self.model = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, config.timestep, config.latent_mode,
-                                      identity_skip=config.identity_skip)
+                                      identity_skip=config.identity_skip, vre_prompt=config.vre_prompt)
         self.model.eval()
 
     # ------------------------------------------------------------------------------------------------------ building
