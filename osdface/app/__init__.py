@@ -1,16 +1,22 @@
 """The OSDFace demo: restoration logic (:mod:`.restorer`, no UI), the Gradio page (:mod:`.ui`), start-up
 (:mod:`.launch`). ``app.py`` at the repository root and the Hugging Face Space both call :func:`main`.
 
-Gradio is imported only by :mod:`.ui` / :func:`main`, so ``DemoRestorer`` works without it.
+Gradio is imported only by :mod:`.ui` / :func:`main`, so ``DemoRestorer`` works without it; names load on first use.
 """
 
-from .restorer import DemoInputError, DemoRestorer, DemoResult, choose_mode, default_model
+import importlib
+
+_NAMES = {"DemoRestorer": "restorer", "DemoResult": "restorer", "DemoInputError": "restorer"}
+__all__ = [*_NAMES, "main"]
 
 
 def main(argv=None) -> int:
-    from .launch import main as _main
+    from .launch import main as run
 
-    return _main(argv)
+    return run(argv)
 
 
-__all__ = ["DemoRestorer", "DemoResult", "DemoInputError", "choose_mode", "default_model", "main"]
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

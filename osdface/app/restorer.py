@@ -24,20 +24,17 @@ import torch
 from PIL import Image
 
 from .. import image_io
-from ..devices import DTYPES as DTYPE_NAMES
 from ..devices import pick_device, resolve_dtype
 from ..faces.color import COLOR_FIX_METHODS
 from ..faces.detection import FaceDetector, get_detector
 from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image
 from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
+from .launch import DEFAULT_MAX_PIXELS, DTYPES
 
 logger = logging.getLogger("osdface.app")
 
-DTYPES = ("auto", *DTYPE_NAMES)
 LATENT_MODES = ("mode", "sample")
 UPSCALES = (1, 2, 3, 4)
-#: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
-DEFAULT_MAX_PIXELS = 4096 * 4096
 #: the enlarged whole-photo result may not exceed this many pixels
 MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder
