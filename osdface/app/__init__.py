@@ -4,7 +4,7 @@
 Gradio is imported only by :mod:`.ui` / :func:`main`, so ``DemoRestorer`` works without it; names load on first use.
 """
 
-import importlib
+from ..lazy import lazy_names
 
 _NAMES = {"DemoRestorer": "restorer", "DemoResult": "restorer", "DemoInputError": "restorer"}
 __all__ = [*_NAMES, "main"]
@@ -16,7 +16,4 @@ def main(argv=None) -> int:
     return run(argv)
 
 
-def __getattr__(name):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
