@@ -464,7 +464,8 @@ def restore_video(pipe, src: str | os.PathLike, output: str | os.PathLike, *, de
                   target: dict | None = None, suffix: str = "", save_frames: bool = False,
                   max_seconds: float | None = None, trim: bool = False, color_fix: str = "none",
                   only_center_face: bool = False, detect_every: int | None = None, smoothing: str | None = None,
-                  batch_frames: int | None = None, batch_size: int = 8, crf: int | None = None,
+                  batch_frames: int | None = None, batch_size: int = 8, temporal: float | None = None,
+                  crf: int | None = None,
                   preset: str | None = None, audio: bool = True, latent_mode: str | None = None, generator=None,
                   progress: Callable[[int, int | None], None] | None = None, **options):
     """Restore every face of a video file (any container and codec FFmpeg reads) into
@@ -474,8 +475,9 @@ def restore_video(pipe, src: str | os.PathLike, output: str | os.PathLike, *, de
     How (:mod:`osdface.video`): frames are decoded in a stream (memory bounded by a window of frames, whatever the
     length), faces detected every ``detect_every`` frames and followed by optical flow in between (a scene cut
     forces a detection), each track's 5 landmarks smoothed over time (``smoothing``: savgol, the default, | one_euro
-    | none), the crops of ``batch_frames`` frames restored in one model call, pasted back, and the frames encoded
-    as H.264 (``crf``, ``preset``) with the input's size, frame rate and timestamps, the audio copied.
+    | none), the crops of ``batch_frames`` frames restored in one model call (``temporal``: blended with the same
+    face's previous restored crop where the input did not change), pasted back, and the frames encoded as H.264
+    (``crf``, ``preset``) with the input's size, frame rate and timestamps, the audio copied.
 
     ``max_seconds``: a longer video raises :class:`~osdface.video.io.VideoInputError` (one line) before any work,
     or with ``trim`` only its first ``max_seconds`` are restored. ``progress(done, total)``: frames done and the
@@ -489,7 +491,7 @@ def restore_video(pipe, src: str | os.PathLike, output: str | os.PathLike, *, de
     out = Path(output)
     target = target or video_output_paths([src], out, suffix)[src]
     kwargs = {k: v for k, v in dict(detect_every=detect_every, smoothing=smoothing, batch_frames=batch_frames,
-                                    crf=crf, preset=preset).items() if v is not None}
+                                    temporal=temporal, crf=crf, preset=preset).items() if v is not None}
     return engine.restore_video_file(
         pipe, src, target["final"], detector=_detector_for(pipe, detector),
         frames_dir=target["frames"] if save_frames else None, max_seconds=max_seconds, trim=trim,

@@ -25,7 +25,8 @@ from .common import add_device_options, err, pick_device_or_report, positive_int
 def add_parsers(sub) -> None:
     from ..faces.color import COLOR_FIX_METHODS
     from ..faces.detection import DETECTOR_NAMES
-    from ..video import DEFAULT_BATCH_FRAMES, DEFAULT_CRF, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTHING, SMOOTHING_METHODS
+    from ..video import (DEFAULT_BATCH_FRAMES, DEFAULT_CRF, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTHING, DEFAULT_TEMPORAL,
+                         SMOOTHING_METHODS)
 
     r = sub.add_parser("restore", help="restore face crops or whole photos",
                        description="Restore face images with OSDFace (one UNet step per face).",
@@ -77,6 +78,9 @@ def add_parsers(sub) -> None:
     v.add_argument("--smoothing", choices=SMOOTHING_METHODS, default=DEFAULT_SMOOTHING,
                    help=f"temporal smoothing of each face's landmarks (default {DEFAULT_SMOOTHING}: Savitzky-Golay, "
                         f"a 0.5 s centred window)")
+    v.add_argument("--temporal", type=float, default=DEFAULT_TEMPORAL,
+                   help=f"blend each restored face with its previous frame's where the input did not change "
+                        f"(0-1; 0: off; default {DEFAULT_TEMPORAL:g})")
     v.add_argument("--batch-frames", "--batch_frames", dest="batch_frames", type=positive_int,
                    default=DEFAULT_BATCH_FRAMES,
                    help=f"frames whose faces go through the model in one call (default {DEFAULT_BATCH_FRAMES})")
@@ -108,6 +112,9 @@ def cmd_restore(args) -> int:
         return 2
     if args.max_seconds is not None and args.max_seconds <= 0:
         err("--max-seconds must be positive")
+        return 2
+    if not 0.0 <= args.temporal < 1.0:
+        err("--temporal must be in [0, 1)")
         return 2
 
     from tqdm.auto import tqdm
@@ -199,6 +206,7 @@ def _restore_videos(args, pipe, videos, out, detector, generator, tqdm) -> int:
                               color_fix=args.color_fix, only_center_face=args.only_center_face,
                               detect_every=args.detect_every, smoothing=args.smoothing,
                               batch_frames=args.batch_frames, batch_size=args.batch_size, crf=args.crf,
+                              temporal=args.temporal,
                               latent_mode=args.latent_mode, generator=generator, progress=progress)
         except (VideoInputError, ValueError, RuntimeError, MemoryError, OSError) as e:
             bar.close()

@@ -20,6 +20,8 @@ DEFAULT_DETECT_EVERY = 5
 #: landmark smoothing methods (osdface.video.smoothing) and the default
 SMOOTHING_METHODS = ("savgol", "one_euro", "none")
 DEFAULT_SMOOTHING = "savgol"
+#: strength of the temporal blend of each face's restored crops (osdface.video.engine; 0: off)
+DEFAULT_TEMPORAL = 0.5
 #: frames whose faces are restored in one model call
 DEFAULT_BATCH_FRAMES = 8
 #: x264's constant rate factor: 17-18 is the usual "visually lossless" setting (0 lossless, 23 x264's default)
@@ -34,7 +36,7 @@ _NAMES = {
     "VideoSummary": "engine", "restore_video_file": "engine",
 }
 __all__ = sorted(_NAMES) + ["DEFAULT_DETECT_EVERY", "SMOOTHING_METHODS", "DEFAULT_SMOOTHING",
-                              "DEFAULT_BATCH_FRAMES", "DEFAULT_CRF", "DEFAULT_PRESET"]
+                              "DEFAULT_TEMPORAL", "DEFAULT_BATCH_FRAMES", "DEFAULT_CRF", "DEFAULT_PRESET"]
 
 
 def __getattr__(name):

@@ -32,16 +32,16 @@ from typing import Callable
 import numpy as np
 
 from ..faces import color
-from ..faces.alignment import align_face, invert_affine
+from ..faces.alignment import affine_scale, align_face, invert_affine
 from ..faces.color import COLOR_FIX_METHODS
 from ..faces.paste import paste_face
 from . import (DEFAULT_BATCH_FRAMES, DEFAULT_CRF, DEFAULT_DETECT_EVERY, DEFAULT_PRESET, DEFAULT_SMOOTHING,
-               SMOOTHING_METHODS)
+               DEFAULT_TEMPORAL, SMOOTHING_METHODS)
 from .io import VideoInfo, VideoInputError, VideoWriter, iter_frames, probe
 from .smoothing import make_smoother
 from .tracking import FaceTracker
 
-__all__ = ["VideoSummary", "restore_video_file", "savgol_half", "DEFAULT_QUEUE_FRAMES"]
+__all__ = ["VideoSummary", "TemporalBlend", "restore_video_file", "savgol_half", "DEFAULT_QUEUE_FRAMES"]
 
 DEFAULT_QUEUE_FRAMES = 4
 #: Savitzky–Golay's half window in seconds (6 frames at 25 fps; see the README's video table)
@@ -108,6 +108,39 @@ class _Held:
     def release(self):
         with self._lock:
             self.now -= 1
+
+
+class TemporalBlend:
+    """Motion-free temporal filtering of each track's restored crops: with tracked, smoothed landmarks consecutive
+    crops of a face are registered to a fraction of a pixel, so the restored crop can be blended with the previous
+    (blended) one, ``out = r + w · (out_prev − r)``, without warping. The weight ``w = strength · exp(−(d / tau)²)``
+    falls where the input itself changed (``d``: the difference of the two input crops after a Gaussian blur of
+    ``sigma`` frame pixels, i.e. ``sigma`` times the crop's scale; 0–255 scale, the largest channel), so blinks, speech and turns are not smeared while the
+    restoration's response to per-frame noise and compression is averaged away. The state of a track is dropped as
+    soon as it misses a frame (a cut starts new tracks)."""
+
+    def __init__(self, strength: float, tau: float = 6.0, sigma: float = 2.0):
+        self.strength, self.tau, self.sigma = float(strength), float(tau), float(sigma)
+        self._state: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # track → (frame index, input, output)
+
+    def __call__(self, track: int, index: int, restored: np.ndarray, crop: np.ndarray, scale: float) -> np.ndarray:
+        """``scale``: crop pixels per frame pixel (the input's grain, noise and blocks, is that many crop pixels)."""
+        import cv2
+
+        low = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), max(1.0, self.sigma * scale))
+        prev = self._state.get(track)
+        out = restored
+        if prev is not None and prev[0] == index - 1 and prev[1].shape == low.shape:
+            d = np.abs(low - prev[1]).max(axis=2, keepdims=True)
+            w = self.strength * np.exp(-np.square(d / self.tau))
+            out = restored + w * (prev[2] - restored)
+        self._state[track] = (index, low, out)
+        return out
+
+    def prune(self, index: int) -> None:
+        """Forget tracks that have no face on frame ``index``."""
+        for track in [t for t, (i, _, _) in self._state.items() if i < index]:
+            del self._state[track]
 
 
 class _Timed:
@@ -200,7 +233,8 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
                        frames_dir: str | os.PathLike | None = None, max_seconds: float | None = None,
                        trim: bool = False, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, audio: bool = True,
                        latent_mode: str | None = None, generator=None, queue_frames: int = DEFAULT_QUEUE_FRAMES,
-                       info: VideoInfo | None = None,
+                       temporal: float = DEFAULT_TEMPORAL, info: VideoInfo | None = None,
+                       face_log: list | None = None,
                        progress: Callable[[int, int | None], None] | None = None) -> VideoSummary:
     """Restore every face of the video ``src`` into the MP4 ``dst`` (see the module docstring).
 
@@ -209,14 +243,18 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
     (:mod:`osdface.video.smoothing`; Savitzky–Golay's half window defaults to :func:`savgol_half` of the frame
     rate). ``frames_dir``: also save every output frame there as ``000000.png``, ... ``max_seconds``: a video longer
     than this is refused with :class:`~osdface.video.io.VideoInputError` before any work, or with ``trim`` cut to its
-    first ``max_seconds``. ``crf`` / ``preset``: libx264's. ``progress(done, total)`` is called as frames are done
-    (``total``: the header's frame count, or None)."""
+    first ``max_seconds``. ``temporal``: the strength (0–1; 0: off) of the temporal blend of each face's restored
+    crops (:class:`TemporalBlend`). ``crf`` / ``preset``: libx264's. ``progress(done, total)`` is called as frames are done
+    (``total``: the header's frame count, or None). ``face_log``: a list to which ``(frame index, track id,
+    landmarks)`` of every restored face is appended (the landmarks the crop was aligned with; for benchmarks)."""
     if color_fix not in COLOR_FIX_METHODS:
         raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
     if smoothing not in SMOOTHING_METHODS:
         raise ValueError(f"unknown smoothing {smoothing!r}; use one of {', '.join(SMOOTHING_METHODS)}")
     if batch_frames < 1 or batch_size < 1 or queue_frames < 1:
         raise ValueError("batch_frames, batch_size and queue_frames must be >= 1")
+    if not 0.0 <= temporal < 1.0:
+        raise ValueError(f"temporal must be in [0, 1), got {temporal}")
     t_start = time.perf_counter()
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
@@ -248,7 +286,8 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
     writer: VideoWriter | None = None
     out: _Writer | None = None
     pending: deque = deque()  # (frame, [track ids]) waiting for their smoothed landmarks
-    ready: list = []  # (frame, [landmarks]) of the batch being gathered
+    ready: list = []  # (frame, [(track, landmarks)]) of the batch being gathered
+    blend = TemporalBlend(temporal) if temporal > 0 else None
     ended: set[int] = set()
     done = 0
 
@@ -256,22 +295,26 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
         nonlocal done
         crops, where = [], []
         for k, (frame, faces) in enumerate(ready):
-            for lm in faces:
+            for track, lm in faces:
                 crop, m = align_face(frame.rgb, lm, size)
                 crops.append(crop)
-                where.append((k, m))
+                where.append((k, track, m))
         if crops:
             t0 = time.perf_counter()
             restored = pipe(crops, output_type="np", batch_size=batch_size, latent_mode=latent_mode,
                             generator=generator)
             summary.model_seconds += time.perf_counter() - t0
-            for (k, m), r, crop in zip(where, restored, crops):
+            for (k, track, m), r, crop in zip(where, restored, crops):
                 if r.shape[0] != size:  # a pipeline working at another size
                     import cv2
 
                     r = cv2.resize(r, (size, size), interpolation=cv2.INTER_CUBIC)
                 r = color.color_fix(r, crop, color_fix)
+                if blend is not None:
+                    r = blend(track, ready[k][0].index, r, crop, affine_scale(m))
                 paste_face(ready[k][0].rgb, r, invert_affine(m))
+            if blend is not None:
+                blend.prune(ready[-1][0].index)
             summary.faces += len(crops)
         for frame, _ in ready:
             out.send(frame)
@@ -287,7 +330,10 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
             if not (flush or frame.index <= latest - lookahead or all(t in ended for t in tracks)):
                 break
             pending.popleft()
-            ready.append((frame, [smoother.value(t, frame.index) for t in tracks]))
+            landmarks = [smoother.value(t, frame.index) for t in tracks]
+            if face_log is not None:
+                face_log.extend((frame.index, t, lm) for t, lm in zip(tracks, landmarks))
+            ready.append((frame, list(zip(tracks, landmarks))))
             smoother.forget(frame.index)
             if len(ready) >= batch_frames:
                 restore_batch()

@@ -73,9 +73,10 @@ class NoSmoother(LandmarkSmoother):
 class OneEuroSmoother(NoSmoother):
     """1€ filter per track. ``min_cutoff`` (Hz): the cut-off at rest (lower: smoother, more lag at slow speeds);
     ``beta`` (per inter-ocular distance per second): how fast the cut-off rises with speed (higher: less lag when
-    moving); ``d_cutoff`` (Hz): the low-pass on the speed estimate."""
+    moving; 10 measured best of 0.5–40 on the generated moving clip, where 0.5 lagged 7.7 px); ``d_cutoff`` (Hz): the
+    low-pass on the speed estimate."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 10.0, d_cutoff: float = 1.0):
         super().__init__()
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self._state: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track → (time, x̂, dx̂)
