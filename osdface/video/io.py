@@ -224,8 +224,11 @@ class _AudioTrack:
         self.codec = self.src.codec_context.name
         self.copy = self.codec in MP4_AUDIO_COPY
         if self.copy:
-            self.out = out.add_stream_from_template(self.src)
-        else:
+            try:
+                self.out = out.add_stream_from_template(self.src)
+            except (av.FFmpegError, ValueError, TypeError):  # a variant the muxer refuses: re-encode it
+                self.copy = False
+        if not self.copy:
             rate = self.src.codec_context.sample_rate or 48000
             self.out = out.add_stream("aac", rate=rate)
             with contextlib.suppress(Exception):
