@@ -111,13 +111,13 @@ class _Held:
 
 
 class TemporalBlend:
-    """Motion-free temporal filtering of each track's restored crops: with tracked, smoothed landmarks consecutive
-    crops of a face are registered to a fraction of a pixel, so the restored crop can be blended with the previous
-    (blended) one, ``out = r + w · (out_prev − r)``, without warping. The weight ``w = strength · exp(−(d / tau)²)``
-    falls where the input itself changed (``d``: the difference of the two input crops after a Gaussian blur of
-    ``sigma`` frame pixels, i.e. ``sigma`` times the crop's scale; 0–255 scale, the largest channel), so blinks, speech and turns are not smeared while the
-    restoration's response to per-frame noise and compression is averaged away. The state of a track is dropped as
-    soon as it misses a frame (a cut starts new tracks)."""
+    """Motion-free temporal filtering of each track's restored crops: with tracked, smoothed landmarks consecutive crops
+    of a face are registered to a fraction of a pixel, so the restored crop can be blended with the previous
+    (blended) one, ``out = r + w · (out_prev − r)``, without warping. The weight ``w = strength · exp(−(d /
+    tau)²)`` falls where the input itself changed (``d``: the difference of the two input crops after a Gaussian
+    blur of ``sigma`` frame pixels, i.e. ``sigma`` times the crop's scale; 0–255 scale, the largest channel), so
+    blinks, speech and turns are not smeared while the restoration's response to per-frame noise and compression
+    is averaged away. The state of a track is dropped as soon as it misses a frame (a cut starts new tracks)."""
 
     def __init__(self, strength: float, tau: float = 6.0, sigma: float = 2.0):
         self.strength, self.tau, self.sigma = float(strength), float(tau), float(sigma)
@@ -244,8 +244,8 @@ def restore_video_file(pipe, src: str | os.PathLike, dst: str | os.PathLike, *, 
     rate). ``frames_dir``: also save every output frame there as ``000000.png``, ... ``max_seconds``: a video longer
     than this is refused with :class:`~osdface.video.io.VideoInputError` before any work, or with ``trim`` cut to its
     first ``max_seconds``. ``temporal``: the strength (0–1; 0: off) of the temporal blend of each face's restored
-    crops (:class:`TemporalBlend`). ``crf`` / ``preset``: libx264's. ``progress(done, total)`` is called as frames are done
-    (``total``: the header's frame count, or None). ``face_log``: a list to which ``(frame index, track id,
+    crops (:class:`TemporalBlend`). ``crf`` / ``preset``: libx264's. ``progress(done, total)`` is called as frames
+    are done (``total``: the header's frame count, or None). ``face_log``: a list to which ``(frame index, track id,
     landmarks)`` of every restored face is appended (the landmarks the crop was aligned with; for benchmarks)."""
     if color_fix not in COLOR_FIX_METHODS:
         raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")

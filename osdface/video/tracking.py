@@ -4,9 +4,10 @@ Per frame (:meth:`FaceTracker.update`):
 
 1. **Scene cut** (:func:`scene_cut_score`): the mean absolute difference (MAD, 0–255 scale) of 64-px-wide grey
    thumbnails of this frame and the previous one, against an adaptive threshold: above ``cut_mad`` (12) and above
-   ``cut_ratio`` (3) times the median MAD of the last 12 frames, so that steady camera motion is not a cut (a pan
-   of 10–40 px per frame across a generated 854-px background: MAD 2.8–8.8) while a cut between two generated
-   scenes is (MAD 17–26; a face moving on a still background: 3). A cut ends every track and forces a detection (new tracks, and no smoothing across the cut).
+   ``cut_ratio`` (3) times the median MAD of the last 12 frames, so that steady camera motion is not a cut (a pan of
+   10–40 px per frame across a generated 854-px background: MAD 2.8–8.8) while a cut between two generated scenes is
+   (MAD 17–26; a face moving on a still background: 3). A cut ends every track and forces a detection (new tracks,
+   and no smoothing across the cut).
 2. **Propagation**: each track's landmarks follow the face by optical flow: corners inside the face (Shi–Tomasi),
    pyramidal Lucas–Kanade to this frame and back (points that do not return within ``fb_max`` px are dropped),
    then a RANSAC similarity transform of the surviving points (:func:`cv2.estimateAffinePartial2D`), applied to
