@@ -378,3 +378,31 @@ def describe(pipe, model, graphs: dict, *, opset: int, batch, source: str | None
             "latent_scaling": "inside vae_encoder.onnx and vae_decoder.onnx",
         },
     }
+
+
+# ------------------------------------------------------------------------------------------------- checking
+def check_parity(pipe, folder: str | os.PathLike, images=None, *, batch_size: int = 2, threads: int | None = None
+                 ) -> dict:
+    """Run ``pipe`` (torch) and the export in ``folder`` (ONNX Runtime, CPU) on the same images and compare:
+    ``max_abs_diff`` of the restored images in [0, 1] (``output_type="np"``) and ``codes_equal`` (the prompt rule
+    kept the same codes in the same order for every image). ``images``: default, ``batch_size`` smooth seeded
+    random images (any images work; real faces say more)."""
+    import numpy as np
+
+    from .onnx_pipeline import OSDFaceONNXPipeline
+
+    size = int(pipe.config.process_size)
+    if images is None:
+        g = torch.Generator().manual_seed(0)
+        small = torch.rand(batch_size, 3, 16, 16, generator=g)
+        images = list(torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear",
+                                                      align_corners=False))
+    ort_pipe = OSDFaceONNXPipeline(folder, device="cpu", threads=threads)
+    ours = pipe(images, output_type="np", batch_size=batch_size)
+    theirs = ort_pipe(images, output_type="np", batch_size=batch_size)
+    x = pipe.preprocess(images)
+    with torch.no_grad():
+        tokens = pipe.vre.tokens(x.to(pipe.vre.dtype))
+    codes, _ = ort_pipe.prompt_codes(x.float().cpu().numpy())
+    return {"images": len(images), "max_abs_diff": float(np.abs(ours - theirs).max()),
+            "codes_equal": bool(np.array_equal(tokens.indices.cpu().numpy(), codes))}
