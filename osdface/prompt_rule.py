@@ -38,9 +38,10 @@ def _less(a: float, b: float) -> bool:
 
 
 def torch_cpu_sort_order(values) -> list[int]:
-    """The positions of ``values`` (1-D) in the order ``torch.sort(values).indices`` gives on a Linux CPU build:
-    libstdc++'s ``std::sort`` (introsort) of (value, index) pairs compared by value, transcribed step by step."""
-    v = [float(x) for x in values]
+    """The positions of ``values`` (a sequence of numbers, e.g. ``array.tolist()``) in the order
+    ``torch.sort(values).indices`` gives on a Linux CPU build: libstdc++'s ``std::sort`` (introsort) of
+    (value, index) pairs compared by value, transcribed step by step."""
+    v = list(values)
     ix = list(range(len(v)))
     n = len(v)
 
