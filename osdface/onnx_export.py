@@ -23,8 +23,8 @@ exactly as the torch pipeline does it (``models/one_step.py:x0_from_eps``).
 
 Every graph has float32 inputs and outputs (an fp16 graph casts inside), a dynamic batch axis (or a fixed batch),
 and passes ``onnx.checker``. The exporter is ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript), which
-handles diffusers' UNet, the PatchVAE and the VRE with a dynamic batch; graphs over 1.5 GB store their weights in
-a ``<graph>.onnx.data`` file next to them. The folder reloads in :class:`osdface.onnx_pipeline.OSDFaceONNXPipeline`
+handles diffusers' UNet, the PatchVAE and the VRE with a dynamic batch; a graph over 2 GB (protobuf's limit: the
+SD 2.1 UNet in fp32) stores its weights in a ``<graph>.onnx.data`` file next to it (the exporter's own rule). The folder reloads in :class:`osdface.onnx_pipeline.OSDFaceONNXPipeline`
 without torch.
 """
 
@@ -50,7 +50,6 @@ FORMAT = "osdface-onnx"
 FORMAT_VERSION = 1
 GRAPHS = ("vre", "vae_encoder", "unet", "vae_decoder")
 DEFAULT_OPSET = 18
-EXTERNAL_DATA_BYTES = 1_500_000_000  # larger graphs keep their weights in <file>.data (protobuf's 2 GB limit)
 
 # Graphs that ``fp16=True`` converts; the UNet and the VAE decoder stay fp32. Measured (benchmarks/onnx_parity.py,
 # the bundled nano, 32 degraded real faces, ONNX Runtime CPU): PSNR of the restored face with one graph in fp16
@@ -131,10 +130,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _param_bytes(module: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters())
-
-
 def _work_model(pipe):
     """The pipeline's OneStepGenerator as the graphs need it (fp32, LoRA fused, contiguous weights, no VAE tiling):
     the pipeline's own when it already is, else a copy (the caller's pipeline is never changed)."""
@@ -198,7 +193,7 @@ OUTPUT_NAMES = {"vre": ["min_distance", "nearest_code"], "vae_encoder": ["latent
 
 
 def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], path: Path, *, outputs: list[str],
-                  opset: int, dynamic: bool, external: bool) -> None:
+                  opset: int, dynamic: bool) -> None:
     import warnings
 
     # Dim.DYNAMIC, not a named Dim with a range: diffusers' upsampler branches on batch >= 64 (it only adds a
@@ -208,7 +203,7 @@ def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], path: Path
         warnings.simplefilter("ignore")  # the exporter's notes on deprecations
         torch.onnx.export(module.eval(), (), str(path), kwargs=inputs, dynamo=True, opset_version=opset,
                           input_names=list(inputs), output_names=outputs,
-                          dynamic_shapes=dynamic_shapes, external_data=external, verbose=False)
+                          dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)  # (> 2 GB: external)
     if dynamic:
         _name_batch_axis(path)
 
@@ -295,10 +290,9 @@ def export_onnx(pipe, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
             t0 = time.perf_counter()
             half = name in fp16_graphs
             module = _half_copy(name, model) if half else _graph_module(name, model)
-            external = _param_bytes(module) > EXTERNAL_DATA_BYTES
             path = tmp / f"{name}.onnx"
             _export_graph(module, _example_inputs(name, model, example_batch, size), path,
-                          outputs=OUTPUT_NAMES[name], opset=opset, dynamic=dynamic, external=external)
+                          outputs=OUTPUT_NAMES[name], opset=opset, dynamic=dynamic)
             del module
             onnx.checker.check_model(str(path), full_check=True)
             inputs, outputs = _io_spec(path)

@@ -49,7 +49,7 @@ def add_parsers(sub) -> None:
                        description="Export an OSDFace model to ONNX: the VRE (up to the prompt rule's distances), the "
                                    "VAE encoder, the UNet (LoRA fused, t = 399, with the prompt projector) and the VAE "
                                    "decoder, plus osdface_onnx.json. Run it with `osdface restore --backend onnx`.",
-                       epilog="Files: OUT/vre.onnx, vae_encoder.onnx, unet.onnx (+ unet.onnx.data when over 1.5 GB), "
+                       epilog="Files: OUT/vre.onnx, vae_encoder.onnx, unet.onnx (+ unet.onnx.data when over 2 GB), "
                               "vae_decoder.onnx, osdface_onnx.json.")
     p.add_argument("--model", default=None,
                    help="model folder or Hub id (default: $OSDFACE_MODEL, else the bundled nano model)")
