@@ -216,7 +216,7 @@ def test_tiny_inputs_like_the_torch_pipeline(tiny, tiny_export):
     assert np.array_equal(ort.preprocess(items), tiny.preprocess(items).numpy())
     other = np.asarray(real_faces(80, 1)[0])  # resized to 64²: torch's small-output kernel rounds its own way
     assert np.abs(ort.preprocess(other) - tiny.preprocess(other).numpy()).max() <= 2.4e-7
-    tensor = torch.from_numpy(face).permute(2, 0, 1).float() / 255
+    tensor = torch.from_numpy(face.copy()).permute(2, 0, 1).float() / 255
     assert np.array_equal(ort.preprocess(tensor), tiny.preprocess(tensor).numpy())
     stack = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     assert ort(stack, output_type="np").shape == (3, 64, 64, 3)
@@ -340,6 +340,25 @@ def test_onnx_backend_errors_are_one_line(tiny_export, tmp_path, capsys):
                  "--backend", "onnx"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 2 and "torch backend" in lines[0] and "export-onnx" in lines[1]
+
+
+def test_without_onnxruntime_one_line_says_what_to_install(tiny_export, tmp_path):
+    Image.new("RGB", (64, 64)).save(tmp_path / "f.png")
+    script = NO_TORCH.replace('("torch", "diffusers", "peft", "torchvision", "transformers")', '("onnxruntime",)').format(
+        repo=str(REPO)) + f"""
+from osdface import OSDFaceONNXPipeline
+try:
+    OSDFaceONNXPipeline({str(tiny_export)!r})
+except ImportError as err:
+    print("API:", err)
+from osdface.cli import main
+sys.exit(main(["restore", "-i", {str(tmp_path / 'f.png')!r}, "-o", {str(tmp_path / 'o')!r}, "--has_aligned",
+               "--backend", "onnx", "--model", {str(tiny_export)!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "API: the ONNX backend needs ONNX Runtime: pip install onnxruntime" in done.stdout
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the ONNX backend needs ONNX Runtime")
 
 
 def test_providers_are_chosen_from_what_is_installed():
