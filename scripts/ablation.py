@@ -32,13 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # λ values: see the README's training section for how they were chosen (a pilot of a few hundred steps)
-FULL = dict(identity_weight=0.5, identity_network="dlib", gan_weight=0.05, gan_start=100, gan_ramp=200,
+FULL = dict(identity_weight=0.5, identity_network="dlib", gan_weight=0.05, gan_start=100, gan_ramp=200, gan_every=4,
             edge_weight=0.2)
 ARMS = {
     "l2": dict(identity_weight=0.0, gan_weight=0.0, edge_weight=0.0),
     "l2+id": dict(identity_weight=FULL["identity_weight"], identity_network="dlib", gan_weight=0.0, edge_weight=0.0),
     "l2+gan": dict(identity_weight=0.0, gan_weight=FULL["gan_weight"], gan_start=FULL["gan_start"],
-                   gan_ramp=FULL["gan_ramp"], edge_weight=0.0),
+                   gan_ramp=FULL["gan_ramp"], gan_every=FULL["gan_every"], edge_weight=0.0),
     "full": dict(FULL),
     "full-no-vre": dict(FULL, use_vre_prompt=False),
 }

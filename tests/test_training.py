@@ -324,6 +324,14 @@ def test_gan_weight_ramps_up_after_its_start():
 
     term = LossTerm("gan_g", lambda o: None, 0.4, start=10, ramp=4)
     assert [term.weight_at(s) for s in (0, 9, 10, 11, 13, 50)] == [0.0, 0.0, 0.1, 0.2, 0.4, 0.4]
+    every = LossTerm("gan_g", lambda o: None, 0.4, start=10, every=4)
+    assert [every.weight_at(s) for s in (8, 12, 13, 14, 16)] == [0.0, 1.6, 0.0, 0.0, 1.6]
+
+
+def test_gan_every_k_steps_runs_the_discriminator_on_those_steps_only(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, gan_weight=0.1, gan_every=2))
+    logs = [trainer.training_step(_batch(trainer)) for trainer.micro_step in range(3)][-3:]
+    assert ["gan_d" in row for row in logs] == [True, False, True]
 
 
 def test_hinge_loss_with_lazy_r1_and_ema_export(face_folder, stage_inputs, tmp_path):

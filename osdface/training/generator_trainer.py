@@ -98,20 +98,23 @@ class GeneratorOutputs:
 @dataclass
 class LossTerm:
     """One weighted term of the generator's loss: ``weight_at(step) · fn(outputs)``, logged as ``name``. The weight
-    is 0 before ``start`` and rises linearly to ``weight`` over the ``ramp`` steps after it."""
+    is 0 before ``start`` and rises linearly to ``weight`` over the ``ramp`` steps after it; with ``every`` = k the
+    term counts on every k-th step only, k times as much."""
 
     name: str
     fn: Callable[[GeneratorOutputs], torch.Tensor]
     weight: float
     start: int = 0
     ramp: int = 0
+    every: int = 1  # on every k-th step only, with k times the weight (the same average)
 
     def weight_at(self, step: int) -> float:
-        if step < self.start:
+        if step < self.start or step % self.every:
             return 0.0
+        weight = self.weight * self.every
         if self.ramp <= 0:
-            return self.weight
-        return self.weight * min(1.0, (step - self.start + 1) / self.ramp)
+            return weight
+        return weight * min(1.0, (step - self.start + 1) / self.ramp)
 
 
 class GeneratorTrainer(Trainer):
@@ -213,7 +216,7 @@ class GeneratorTrainer(Trainer):
                                             cfg.edge_weight))
         if self.disc is not None:
             self.loss_terms.append(LossTerm("gan_g", self._gan_generator_loss, cfg.gan_weight, start=cfg.gan_start,
-                                            ramp=cfg.gan_ramp))
+                                            ramp=cfg.gan_ramp, every=max(1, cfg.gan_every)))
         else:
             notes.append("λ_G = 0: no GAN guidance")
         if self.is_main:
@@ -244,7 +247,8 @@ class GeneratorTrainer(Trainer):
 
     # -- the two steps ----------------------------------------------------------------------------------------------
     def gan_active(self) -> bool:
-        return self.disc is not None and self.step >= self.cfg.gan_start
+        """Whether this step runs the GAN terms (after ``gan_start``, on every ``gan_every``-th step)."""
+        return self.disc is not None and self.step >= self.cfg.gan_start and self.step % max(1, self.cfg.gan_every) == 0
 
     def _gan_generator_loss(self, out: GeneratorOutputs) -> torch.Tensor:
         from ..losses.gan import generator_gan_loss
