@@ -5,7 +5,7 @@ from an installed scikit-image (``skimage.data.astronaut()``; scikit-image is no
 photo is used. See ``examples/README.md`` for what each file is.
 
     python scripts/make_examples.py            # writes examples/{group_photo,old_photo_gray,compressed_face}.jpg,
-                                               # examples/tiny_face.png
+                                               # examples/{tiny_face,astronaut_face}.png
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     img = astronaut()
     args.out.mkdir(parents=True, exist_ok=True)
-    files = {"group_photo.jpg": (group_photo(img), dict(quality=92)),
+    files = {"astronaut_face.png": (face_crop(img), {}),
+             "group_photo.jpg": (group_photo(img), dict(quality=92)),
              "old_photo_gray.jpg": (old_photo(img), dict(quality=92)),
              "tiny_face.png": (tiny_face(img), {}),
              "compressed_face.jpg": (compressed_face(img), dict(quality=95))}
