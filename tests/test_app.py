@@ -184,6 +184,8 @@ def test_fidelity_and_a_fractional_rescale(restorer):
 def test_upload_check_says_what_will_happen(restorer, bad_files):
     assert "512×384, a whole photo" in restorer.describe_upload(str(PHOTO))
     assert "512×512, square" in restorer.describe_upload(str(FACE))
+    assert "a whole photo (you chose it)" in restorer.describe_upload(str(FACE), "photo")
+    assert "an aligned face crop (you chose it)" in restorer.describe_upload(str(PHOTO), "aligned")
     with pytest.raises(DemoInputError, match="notes.txt: not an image"):
         restorer.describe_upload(str(bad_files["text"]))
 

@@ -251,12 +251,16 @@ class DemoRestorer:
             raise DemoInputError(f"{name}: {w}x{h} enlarged {upscale:g}x would be {w * h * upscale ** 2 / 1e6:.1f} MP; "
                                  f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f} MP (choose a smaller upscale)")
 
-    def describe_upload(self, image) -> str:
+    def describe_upload(self, image, mode: str = "auto") -> str:
         """The info line for a fresh upload: what was received and what will happen; DemoInputError if unusable."""
         rgb, name = self.load(image)
         w, h = rgb.size
         size = self._default_pipe.config.process_size
-        if is_square(w, h):
+        if mode == "aligned":
+            what = f"an aligned face crop (you chose it): restored at {size}²"
+        elif mode == "photo":
+            what = "a whole photo (you chose it): every face will be found, restored and put back"
+        elif is_square(w, h):
             what = (f"square: treated as an aligned face crop if its face fills the frame (restored at {size}²), "
                     "else as a whole photo")
         else:

@@ -218,12 +218,12 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
 
     cleared = (None, gr.update(value=None, visible=False), None)  # slider, gallery, PNG: no stale results
 
-    def check_upload(image):
+    def check_upload(image, mode):
         """On every new input: say at once what was received, or why it cannot be used (it stays in the box)."""
         if image is None:
             return ("Upload a photo or a face crop (or pick an example), then press Restore.", *cleared)
         try:
-            return (restorer.describe_upload(image), *cleared)
+            return (restorer.describe_upload(image, mode), *cleared)
         except DemoInputError as err:
             return (f"⚠ {err}", *cleared)
 
@@ -311,7 +311,8 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                                      elem_id="result-faces")
         inputs = [image, mode, upscale, fidelity, color_fix, only_center, model, dtype, latent_mode, seed]
         results = [slider, gallery, png]
-        image.change(check_upload, inputs=[image], outputs=[info, *results], api_visibility="private", queue=False)
+        image.change(check_upload, inputs=[image, mode], outputs=[info, *results], api_visibility="private",
+                     queue=False)
         checked = run.click(precheck, inputs=[*inputs, randomize], outputs=[seed, info], queue=False,
                             api_visibility="private")
         checked.failure(explain_failure, inputs=inputs, outputs=[slider, gallery, png, info],
