@@ -49,7 +49,8 @@ EXAMPLE_FILES = {
 }
 MODE_LABELS = {"auto": "Auto-detect", "aligned": "Aligned face crop", "photo": "Whole photo"}
 GPU_SECONDS = int(os.environ.get("OSDFACE_GPU_SECONDS", "60"))
-#: where the page's "how to get the paper's model" link points (the README section); a folder-relative default
+#: where the page's "how to get it" link points (the README section "The authors' weights" where the code is hosted);
+#: unset: the page names the section and shows its steps in a fold-out
 README_URL = os.environ.get("OSDFACE_README_URL", "")
 MAX_SEED = 2**31 - 1
 
@@ -125,7 +126,7 @@ def model_note(restorer: DemoRestorer) -> str:
            "*The authors' weights*, and *How to run the paper's model* below")
     if restorer.is_small_model():
         model = (f"**Model: {name}**, a small demonstration model ({restorer.parameters_m():.1f} M parameters, "
-                 "trained from scratch on a CPU in about an hour). It runs anywhere, but it is **far from the "
+                 "trained from scratch on a CPU). It runs anywhere, but it is **far from the "
                  "paper's quality**: it mostly removes noise and compression, and smooths rather than adds "
                  f"detail. For real restorations, serve the paper's model (Stable Diffusion 2.1 + the authors' "
                  f"weights; {how}).")
