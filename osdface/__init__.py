@@ -4,7 +4,7 @@ Names are imported on first use, so ``import osdface`` (and the command line's `
 diffusers and the face-detection packages load only when a feature that needs them is used.
 """
 
-import importlib
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -21,14 +21,4 @@ _LAZY = {
 }
 __all__ = sorted(_LAZY) + ["__version__"]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

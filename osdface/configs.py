@@ -75,6 +75,9 @@ NANO_VRE = dict(
 class OSDFaceConfig:
     preset: str = "sd21"
     base_model: str | None = DEFAULT_SD21_BASE  # Hub id or folder with vae/ unet/ scheduler/; None: full copies
+    # a folder on the machine that made this model holding the same base: loaded from when it exists there, never
+    # published (push_to_hub / save_pretrained(repo_id=) drop it), so the Hub copy names the base by its Hub id
+    base_model_local: str | None = None
     timestep: int = 399  # the fixed timestep of the one step (paper)
     process_size: int = 512  # aligned faces are restored at process_size² (FFHQ alignment)
     latent_mode: str = "mode"  # "mode" (deterministic) or "sample" (the release samples, seed 114)
@@ -83,6 +86,8 @@ class OSDFaceConfig:
     # bf16 on a CPU measured to match fp32 for this model's weights (``dtype="auto"`` then picks bf16 on CPUs with
     # native bf16 arithmetic; see osdface.devices.resolve_dtype)
     cpu_bf16: bool = False
+    # the UNet reads the VRE's visual prompt (the paper); False: an empty (zero) prompt, for the ablation without it
+    vre_prompt: bool = True
     lora_rank: int = 16
     lora_alpha: float = 16.0
     vre: dict = field(default_factory=lambda: dict(SD21_VRE))
@@ -90,6 +95,8 @@ class OSDFaceConfig:
     vae: dict | None = None
     scheduler: dict = field(default_factory=lambda: dict(SD21_SCHEDULER))
     license: str = "other"  # of the weights in a model folder; the model card shows it
+    license_name: str | None = None  # for license "other": the terms' name and link (kept when the folder is re-saved)
+    license_link: str | None = None
     extra: dict = field(default_factory=dict)  # provenance, training facts (model card)
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Mapping
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
-from .configs import DEFAULT_SD21_BASE, SD21_SCHEDULER, SD21_UNET, get_preset
+from .configs import DEFAULT_SD21_BASE, SD21_SCHEDULER, SD21_UNET, SD21_VAE, get_preset
 from .model_card import make_model_card
 from .models import VisualRepresentationEmbedder
 from .models import lora as lora_utils
@@ -150,11 +150,43 @@ def _base_unet_skeleton(base: str, local_files_only: bool | None) -> torch.nn.Mo
         return UNet2DConditionModel.from_config(unet_config)
 
 
+# ------------------------------------------------------------------------------------------------- the base's id
+def recognise_base_id(folder: str | Path) -> tuple[str | None, str]:
+    """The Hub id of a local SD base folder, and how it was found: a Hugging Face cache snapshot
+    (``.../models--OWNER--NAME/snapshots/REV``) names its repo; a folder whose UNet and VAE have SD 2.1-base's
+    architecture is taken for the default SD 2.1-base mirror. ``(None, reason)`` otherwise."""
+    import json
+
+    folder = Path(folder).resolve()
+    for parent in (folder, *folder.parents):
+        if parent.name.startswith("models--") and (parent / "snapshots").is_dir():
+            owner_name = parent.name[len("models--"):].split("--", 1)
+            if len(owner_name) == 2:
+                return "/".join(owner_name), "a Hugging Face cache snapshot of that repo"
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None, "no unet/config.json and vae/config.json to recognise"
+    same = all(json.dumps(unet.get(k)) == json.dumps(list(v) if isinstance(v, tuple) else v)
+               for k, v in SD21_UNET.items()) and \
+        all(json.dumps(vae.get(k)) == json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in SD21_VAE.items())
+    if same:
+        return DEFAULT_SD21_BASE, "its UNet and VAE have SD 2.1-base's architecture"
+    return None, "its architecture is not SD 2.1-base's"
+
+
 # ---------------------------------------------------------------------------------------------------- converting
 def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Path, out: str | Path, *,
-                     base_model: str = DEFAULT_SD21_BASE, lora_alpha: float | None = None,
-                     local_files_only: bool | None = None, overwrite: bool = False) -> Path:
-    """Write an osdface model folder from the authors' three files; returns the folder."""
+                     base_model: str = DEFAULT_SD21_BASE, base_model_id: str | None = None,
+                     lora_alpha: float | None = None, local_files_only: bool | None = None,
+                     overwrite: bool = False) -> Path:
+    """Write an osdface model folder from the authors' three files; returns the folder.
+
+    ``base_model``: SD 2.1-base as a Hub id or a local folder. A local folder is used to check and load the model
+    on this machine; the folder records the base by its Hub id (``base_model_id``, else :func:`recognise_base_id`),
+    so that a copy pushed to the Hub loads anywhere. An unrecognised folder without ``base_model_id`` is recorded as
+    it is, and publishing it is refused until its Hub id is set."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty; choose a new folder (or pass --overwrite).")
@@ -173,7 +205,20 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
         raise ConversionError(f"{Path(lora).name} does not fit the base UNet ({len(problems)} problem(s)):\n  "
                               + "\n  ".join(problems[:40]))
 
-    config = get_preset("sd21", base_model=base_model, lora_rank=lora_config.r, lora_alpha=lora_config.lora_alpha)
+    base_id, base_local = base_model, None
+    if Path(base_model).expanduser().is_dir():
+        base_local = str(Path(base_model).expanduser().resolve())
+        base_id, how = (base_model_id, "given") if base_model_id else recognise_base_id(base_local)
+        if base_id is None:
+            log.warning("recorded the base as the local folder %s (%s): pass --base-id OWNER/NAME to name its Hub "
+                        "repo, or the model cannot be pushed to the Hub without include_base", base_local, how)
+            base_id, base_local = base_local, None
+        else:
+            log.info("base model recorded as %s (%s); loaded from %s on this machine", base_id, how, base_local)
+    elif base_model_id:
+        base_id = base_model_id
+    config = get_preset("sd21", base_model=base_id, base_model_local=base_local, lora_rank=lora_config.r,
+                        lora_alpha=lora_config.lora_alpha, **OFFICIAL_LICENSE)
     config.vre["double_normalize_input"] = True  # the released weights expect the [-3, 1] input quirk
     config.unet = config.vae = None  # real weights come from the base model
     config.extra = {
@@ -196,7 +241,7 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
     scheduler.save_pretrained(out / "scheduler")
     write_lora_folder(out / "unet_lora", lora_weights, lora_config)
     make_model_card(config, unet_stored="lora", base_stored=False, repo_or_folder=str(out),
-                    **OFFICIAL_LICENSE).save(out / "README.md")
+                    license_name=config.license_name, license_link=config.license_link).save(out / "README.md")
     log.info("wrote %s (VRE %d tensors, projector %d, LoRA %d modules, rank %d, alpha %g)", out, len(vre_state),
              len(proj_state), len(lora_utils.lora_modules(lora_weights)), lora_config.r, lora_config.lora_alpha)
     return out

@@ -57,7 +57,7 @@ class OSDFacePipeline:
                  scheduler: DDIMScheduler, config: OSDFaceConfig):
         self.vae, self.unet, self.vre, self.scheduler, self.config = vae, unet, vre, scheduler, config
         self.model = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, config.timestep, config.latent_mode,
-                                      identity_skip=config.identity_skip)
+                                      identity_skip=config.identity_skip, vre_prompt=config.vre_prompt)
         self.model.eval()
 
     # ------------------------------------------------------------------------------------------------------ building
@@ -90,19 +90,22 @@ class OSDFacePipeline:
                                       local_files_only=local_files_only)
         config = OSDFaceConfig.load(folder)
         if base_model is not None:
-            config = config.replace(base_model=str(base_model))
+            config = config.replace(base_model=str(base_model), base_model_local=None)
+        base = config.base_model
+        if config.base_model_local and Path(config.base_model_local).is_dir():
+            base = config.base_model_local  # the converting machine's copy of the base, where it still exists
         dtype = devices.torch_dtype(torch_dtype)
         kw = {"torch_dtype": dtype} if dtype is not None else {}
 
         def component(cls_, sub):
             if (folder / sub).is_dir():
                 return cls_.from_pretrained(folder, subfolder=sub, **kw)
-            if config.base_model is None:
+            if base is None:
                 raise MissingWeightsError(f"{folder} has no {sub}/ and names no base model to load it from.")
-            return load_base_component(cls_, config.base_model, sub, local_files_only=local_files_only,
+            return load_base_component(cls_, base, sub, local_files_only=local_files_only,
                                        token=token, **kw)
 
-        vae = component(vae_class_of(folder if (folder / "vae").is_dir() else config.base_model or folder), "vae")
+        vae = component(vae_class_of(folder if (folder / "vae").is_dir() else base or folder), "vae")
         unet = component(UNet2DConditionModel, "unet")
         scheduler = (DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
                      if (folder / "scheduler").is_dir() else component(DDIMScheduler, "scheduler"))
@@ -111,7 +114,9 @@ class OSDFacePipeline:
             weights, lora_config = lora_utils.read_lora_folder(folder / "unet_lora")
             lora_utils.add_lora(unet, lora_config, weights)
         pipe = cls(vae, unet, vre, scheduler, config)
-        pipe.card_license = read_card_license(folder)  # kept when the model is saved again
+        # the card's terms, kept when the model is saved again even if its config predates license_name/link
+        # (the bundled nano's does)
+        pipe.card_license = read_card_license(folder)
         pipe.to(device=device, dtype=dtype)
         if fuse_lora:
             pipe.fuse_lora()
@@ -280,13 +285,25 @@ class OSDFacePipeline:
     def save_pretrained(self, save_directory: str | os.PathLike, *, include_base: bool = False,
                         repo_id: str | None = None, license_name: str | None = None,
                         license_link: str | None = None) -> Path:
-        """Write the model folder. ``include_base=True`` also copies the base VAE/UNet so the folder stands alone."""
+        """Write the model folder. ``include_base=True`` also copies the base VAE/UNet so the folder stands alone.
+
+        ``repo_id`` (a folder to publish, as :meth:`push_to_hub` writes it): the base must be named by a Hub id (or
+        copied with ``include_base``); the local copy's path (``base_model_local``) is left out."""
         out = Path(save_directory)
+        full_base = include_base or self.config.base_model is None
+        config = self.config
+        if repo_id is not None:
+            from .weights import looks_like_path
+
+            if not full_base and looks_like_path(str(config.base_model)):
+                raise ValueError(f"the base model is only a local folder ({config.base_model}), which others cannot "
+                                 "load: set its Hub id (pipe.config.base_model = 'OWNER/NAME', or convert with "
+                                 "--base-id) or publish with include_base=True")
+            config = config.replace(base_model_local=None)
         out.mkdir(parents=True, exist_ok=True)
-        self.config.save(out)
+        config.save(out)
         self.vre.save_pretrained(out / "vre")
         self.scheduler.save_pretrained(out / "scheduler")
-        full_base = include_base or self.config.base_model is None
         if self.has_lora:
             lora_utils.write_lora_folder(out / "unet_lora", lora_utils.lora_state_dict(self.unet),
                                          self.unet.peft_config["default"])
@@ -299,11 +316,11 @@ class OSDFacePipeline:
             self.unet.save_pretrained(out / "unet")
         if full_base:
             self.vae.save_pretrained(out / "vae")
-        kept = getattr(self, "card_license", None) or {}  # the loaded card's terms, unless new ones are given
-        card = make_model_card(self.config, unet_stored="lora" if self.has_lora else "full",
+        kept = getattr(self, "card_license", None) or {}  # a loaded folder's card, for configs without the fields
+        card = make_model_card(config, unet_stored="lora" if self.has_lora else "full",
                                base_stored=full_base, repo_or_folder=repo_id or str(out),
-                               license_name=license_name or kept.get("license_name"),
-                               license_link=license_link or kept.get("license_link"))
+                               license_name=license_name or config.license_name or kept.get("license_name"),
+                               license_link=license_link or config.license_link or kept.get("license_link"))
         card.save(out / "README.md")
         return out
 
@@ -313,9 +330,9 @@ class OSDFacePipeline:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, include_base=include_base, repo_id=repo_id)
+            self.save_pretrained(tmp, include_base=include_base, repo_id=repo_id)  # refuses a local-only base
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
                                      repo_type="model", create_pr=create_pr)
 

@@ -27,8 +27,13 @@ Output layout of :func:`restore_files` (CodeFormer's, plus ``cmp/``)::
     OUT/final_results/NAME.png          the whole photo, faces pasted back, ``upscale`` times the size
     OUT/cmp/NAME.png                    input (enlarged the same way) | final result, side by side
 
-Every file is written atomically (:func:`osdface.image_io.save_png`), never over an input, and only under ``OUT``.
-Files are decoded and encoded in a background thread while the model works on the previous batch.
+    OUT/final_results/NAME.mp4          videos (:func:`restore_video`): every frame's faces restored, H.264, audio
+                                        copied; same size, frame rate and frame count as the input
+    OUT/frames/NAME/000000.png ...      with ``save_frames``: every output frame
+
+Every file is written atomically (:func:`osdface.image_io.save_png`; videos through a temporary name renamed at the
+end), never over an input, and only under ``OUT``. Files are decoded and encoded in a background thread while the
+model works on the previous batch. :func:`classify_inputs` tells images from videos by their content.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ MODES = ("auto", "aligned", "photo")
 
 __all__ = ["MODES", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
            "restore_aligned", "restore_image", "restore_many", "restore_files", "output_names", "photo_output_paths",
-           "is_square"]
+           "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX"]
 
 
 # ----------------------------------------------------------------------------------------------------- the model
@@ -304,9 +309,9 @@ def _key(p: Path) -> str:
     return os.path.normcase(str(Path(p).resolve())).casefold()
 
 
-def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Path, Path]:
-    """Input file → a distinct output PNG path: ``<stem><suffix>.png``; stems shared by several inputs keep their
-    extension (``a_jpg.png``); a name already taken (by an input file or an earlier output, compared
+def output_names(inputs: list[Path], out_dir: Path, suffix: str = "", ext: str = ".png") -> dict[Path, Path]:
+    """Input file → a distinct output path: ``<stem><suffix><ext>`` (PNG by default); stems shared by several inputs
+    keep their extension (``a_jpg.png``); a name already taken (by an input file or an earlier output, compared
     case-insensitively) gets ``_restored``, ``_restored2``, … so that no input and no other output is overwritten."""
     stems = Counter(p.stem for p in inputs)
     taken = {_key(p) for p in inputs}
@@ -314,7 +319,7 @@ def output_names(inputs: list[Path], out_dir: Path, suffix: str = "") -> dict[Pa
     for p in inputs:
         stem = (p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") + suffix
         for extra in ["", "_restored", *(f"_restored{n}" for n in range(2, 10_000))]:
-            target = out_dir / f"{stem}{extra}.png"
+            target = out_dir / f"{stem}{extra}{ext}"
             key = _key(target)
             if key not in taken:
                 break
@@ -509,3 +514,73 @@ def _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, *, detector,
             summary.failed.append(path)
         summary.faces += len(result.faces)
         tick(1)
+
+
+# ----------------------------------------------------------------------------------------------------- videos
+#: the container of restored videos (H.264 in MP4, whatever the input's container)
+VIDEO_SUFFIX = ".mp4"
+
+
+def classify_inputs(path: str | os.PathLike) -> tuple[list[Path], list[Path], list[Path]]:
+    """``(images, videos, skipped)`` of an input file or folder (listed as :func:`osdface.image_io.list_images`
+    lists it), told apart by content (:func:`osdface.video.io.media_kind`): a video named ``.png`` is a video, an
+    image named ``.mp4`` an image. Files with an image extension that are neither stay images, and a single file
+    that is neither is an image too, so that loading reports why it cannot be used; other files of a folder that
+    are neither are ``skipped``. PyAV is imported only for files Pillow cannot identify. Raises
+    :class:`~osdface.image_io.ImageInputError` when the path cannot be listed."""
+    from .video.io import media_kind
+
+    files, others = image_io.list_images(path)
+    images, videos, skipped = [], [], []
+    for p in files:
+        (videos if media_kind(p) == "video" else images).append(p)
+    for p in others:
+        kind = media_kind(p)
+        {"image": images, "video": videos}.get(kind, skipped).append(p)
+    return sorted(images), sorted(videos), skipped
+
+
+def video_output_paths(inputs: list[Path], out_root: Path, suffix: str = "") -> dict[Path, dict]:
+    """Per input video: ``final`` (``OUT/final_results/NAME.mp4``) and ``frames`` (``OUT/frames/NAME/``), distinct
+    for every input and never an input's own path (:func:`output_names`)."""
+    finals = output_names(inputs, Path(out_root) / "final_results", suffix, ext=VIDEO_SUFFIX)
+    return {p: {"final": f, "frames": Path(out_root) / "frames" / f.stem} for p, f in finals.items()}
+
+
+def restore_video(pipe, src: str | os.PathLike, output: str | os.PathLike, *, detector=None,
+                  target: dict | None = None, suffix: str = "", save_frames: bool = False,
+                  max_seconds: float | None = None, trim: bool = False, color_fix: str = "none",
+                  only_center_face: bool = False, detect_every: int | None = None, smoothing: str | None = None,
+                  batch_frames: int | None = None, batch_size: int = 8, temporal: float | None = None,
+                  crf: int | None = None,
+                  preset: str | None = None, audio: bool = True, latent_mode: str | None = None, generator=None,
+                  progress: Callable[[int, int | None], None] | None = None, **options):
+    """Restore every face of a video file (any container and codec FFmpeg reads) into
+    ``OUTPUT/final_results/NAME.mp4`` (and, with ``save_frames``, ``OUTPUT/frames/NAME/000000.png`` ...); returns a
+    :class:`~osdface.video.engine.VideoSummary` (``.output``, ``.frames``, ``.line()``, ...).
+
+    How (:mod:`osdface.video`): frames are decoded in a stream (memory bounded by a window of frames, whatever the
+    length), faces detected every ``detect_every`` frames and followed by optical flow in between (a scene cut
+    forces a detection), each track's 5 landmarks smoothed over time (``smoothing``: savgol, the default, | one_euro
+    | none), the crops of ``batch_frames`` frames restored in one model call (``temporal``: blended with the same
+    face's previous restored crop where the input did not change), pasted back, and the frames encoded as H.264
+    (``crf``, ``preset``) with the input's size, frame rate and timestamps, the audio copied.
+
+    ``max_seconds``: a longer video raises :class:`~osdface.video.io.VideoInputError` (one line) before any work,
+    or with ``trim`` only its first ``max_seconds`` are restored. ``progress(done, total)``: frames done and the
+    expected count (None when unknown). ``detector``: default ``get_detector("auto")``, built once per pipeline.
+    ``target``: the paths from :func:`video_output_paths` (when a caller restores several videos). Other
+    ``options`` go to :func:`osdface.video.engine.restore_video_file`. A failure removes the partial output: no
+    half-written file has the final name."""
+    from .video import engine
+
+    src = Path(src)
+    out = Path(output)
+    target = target or video_output_paths([src], out, suffix)[src]
+    kwargs = {k: v for k, v in dict(detect_every=detect_every, smoothing=smoothing, batch_frames=batch_frames,
+                                    temporal=temporal, crf=crf, preset=preset).items() if v is not None}
+    return engine.restore_video_file(
+        pipe, src, target["final"], detector=_detector_for(pipe, detector),
+        frames_dir=target["frames"] if save_frames else None, max_seconds=max_seconds, trim=trim,
+        color_fix=color_fix, only_center_face=only_center_face, batch_size=batch_size, audio=audio,
+        latent_mode=latent_mode, generator=generator, progress=progress, **kwargs, **options)

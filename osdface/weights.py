@@ -213,7 +213,9 @@ def unreadable_reason(path: Path, err: BaseException) -> str:
     """One line on why ``torch.load(weights_only=True)`` refused ``path``; for a blocked global, which one, and
     that nothing was run (the weights-only unpickler stops before calling anything)."""
     text = str(err)
-    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+    not_a_pickle = any(k in text.lower() for k in ("invalid load key", "truncated", "could not find mark", "eof",
+                                                   "unsupported operand"))
+    if (isinstance(err, pickle.UnpicklingError) or "weights_only" in text) and not not_a_pickle:
         blocked = blocked_globals(path) or re.findall(r"GLOBAL ([\w.]+)", text)[:1]
         if blocked:
             return (f"refused: the pickle references {', '.join(blocked[:4])} (not a tensor or a plain container); "

@@ -278,6 +278,7 @@ def test_sampled_latent_depends_on_the_seed(restorer):
 @pytest.fixture(scope="module")
 def app_url(tiny_model, monkeypatch_module):
     """app.py's start-up (options, model, page) on 127.0.0.1 and a free port, served from a thread."""
+    pytest.importorskip("gradio", reason="the demo's tests need gradio: pip install --no-deps -r requirements-app.txt")
     monkeypatch_module.delenv("SPACE_ID", raising=False)
     monkeypatch_module.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch_module.delenv("GRADIO_SERVER_PORT", raising=False)

@@ -1,6 +1,8 @@
 """The converter for the authors' release, on files this test writes with the official key names and shapes."""
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,3 +196,120 @@ def test_cli_convert(release, tmp_path, capsys):
     rc = main(["convert", "--vre", str(tmp_path / "nope.ckpt"), "--projector", "x", "--lora", "y", "--out",
                str(tmp_path / "n")])
     assert rc == 2 and "nope.ckpt: no such file" in capsys.readouterr().err
+
+
+class _Booby:
+    """A pickle that would run a shell command when unpickled without weights_only (the classic trap)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["global", "global-legacy", "truncated", "not-a-pickle"])
+def test_unsafe_or_damaged_checkpoints_are_one_line_and_write_nothing(tmp_path, capsys, kind):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "associate_2.ckpt"
+    payload = {"state_dict": {"w": torch.zeros(1)}, "trap": _Booby(marker)}
+    if kind == "global":
+        torch.save(payload, bad)
+    elif kind == "global-legacy":
+        torch.save(payload, bad, _use_new_zipfile_serialization=False)
+    elif kind == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, bad)
+        bad.write_bytes(bad.read_bytes()[:300])
+    else:
+        bad.write_bytes(b"not a checkpoint at all")
+    out = tmp_path / "out"
+    rc = main(["convert", "--vre", str(bad), "--projector", str(bad), "--lora", str(bad), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {bad}: "), err
+    if kind.startswith("global"):
+        assert "posix.system" in err[0] or "os.system" in err[0]
+        assert "nothing in the file was run" in err[0]
+    else:
+        assert "truncated, or not a PyTorch / pickle file" in err[0]
+    assert not marker.exists() and not out.exists()
+
+
+def test_hub_round_trip_names_the_base_by_its_id(release, tmp_path, monkeypatch):
+    """Convert with a local base folder and its Hub id; push (a recording stand-in for the Hub); load the pushed
+    folder in a fresh process where the local folder is gone and the base exists only under its id in a local
+    Hugging Face cache (HF_HUB_OFFLINE=1): same output as before."""
+    import shutil
+    import subprocess
+    import sys
+
+    import huggingface_hub
+    import yaml
+
+    base = tmp_path / "sd21-base"
+    shutil.copytree(release["base"], base)
+    model = tmp_path / "osdface-sd21"
+    r = release["root"]
+    convert_official(r / "associate_2.ckpt", r / "embedding_change_weights.pth", r / "pytorch_lora_weights.safetensors",
+                     model, base_model=str(base), base_model_id="someone/tiny-sd-base", local_files_only=True)
+    config = json.loads((model / "osdface_config.json").read_text())
+    assert config["base_model"] == "someone/tiny-sd-base" and config["base_model_local"] == str(base.resolve())
+    pipe = OSDFacePipeline.from_pretrained(model, local_files_only=True)  # loads the base from the local folder
+    x = torch.rand(1, 3, 64, 64)
+    expected = pipe(x, output_type="pt")
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "expected.pt")
+
+    pushed = tmp_path / "hub" / "me--osdface-sd21"
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            shutil.copytree(folder_path, pushed)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    pipe.push_to_hub("me/osdface-sd21")
+    text = (pushed / "osdface_config.json").read_text() + (pushed / "README.md").read_text()
+    assert str(tmp_path) not in text  # no path of this machine is published
+    meta = yaml.safe_load((pushed / "README.md").read_text().split("---")[1])
+    assert meta["base_model"] == "someone/tiny-sd-base" and meta["license_name"] == "osdface-authors-terms"
+
+    # the base only in a Hugging Face cache, by its id; the converting machine's folder is gone
+    rev = "0" * 40
+    snapshot = tmp_path / "hf-cache" / "models--someone--tiny-sd-base" / "snapshots" / rev
+    shutil.copytree(base, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(rev)
+    shutil.rmtree(base)
+    code = ("import sys, torch\nfrom osdface import OSDFacePipeline\n"
+            f"pipe = OSDFacePipeline.from_pretrained({str(pushed)!r})\n"
+            f"x, want = torch.load({str(tmp_path / 'x.pt')!r}), torch.load({str(tmp_path / 'expected.pt')!r})\n"
+            "print(float((pipe(x, output_type='pt') - want).abs().max()))\n")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) == 0.0
+
+
+def test_publishing_a_base_that_is_only_a_local_folder_is_refused(release, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    model = convert(release, tmp_path / "m")  # the tiny test base is not SD 2.1's architecture: kept as a path
+    pipe = OSDFacePipeline.from_pretrained(model, local_files_only=True)
+    assert pipe.config.base_model == release["base"] or Path(pipe.config.base_model).is_dir()
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: calls.append("api") or _NoHub())
+    with pytest.raises(ValueError, match="only a local folder .*include_base=True"):
+        pipe.push_to_hub("me/osdface")
+    pipe.save_pretrained(tmp_path / "alone", include_base=True, repo_id="me/osdface")  # a standalone copy is fine
+
+
+class _NoHub:
+    def create_repo(self, *a, **k):
+        raise AssertionError("nothing may be created on the Hub")

@@ -302,3 +302,77 @@ def test_cli_trains_each_stage(face_folder, tmp_path, capsys):
     assert main(["train", "--config", "tiny", "--print-config", "--set", "gan_weight=0.3"]) == 0
     assert "gan_weight: 0.3" in capsys.readouterr().out
     assert main(["train", "--config", "nope"]) == 2
+
+
+# ------------------------------------------------------------------------------ the full objective (offline parts)
+def test_offline_identity_and_edge_terms_train_the_generator(face_folder, stage_inputs, tmp_path, monkeypatch):
+    """λ_ID on dlib's face network (converted once, no download) and the Sobel edge term: both are logged, finite,
+    and their gradients reach the UNet (a step with only them changes it)."""
+    monkeypatch.setenv("OSDFACE_HOME", str(tmp_path / "cache"))
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, identity_network="dlib", identity_weight=1.0,
+                                    edge_weight=1.0, l2_weight=0.0, gan_weight=0.0))
+    assert [t.name for t in trainer.loss_terms] == ["l2", "identity", "edge"]
+    unet = trainer.accelerator.unwrap_model(trainer.unet)
+    before = _snapshot(unet)
+    logs = trainer.training_step(_batch(trainer))
+    assert math.isfinite(logs["identity"]) and logs["identity"] > 0 and math.isfinite(logs["edge"])
+    assert _changed(before, _snapshot(unet))
+
+
+def test_gan_weight_ramps_up_after_its_start():
+    from osdface.training.generator_trainer import LossTerm
+
+    term = LossTerm("gan_g", lambda o: None, 0.4, start=10, ramp=4)
+    assert [term.weight_at(s) for s in (0, 9, 10, 11, 13, 50)] == [0.0, 0.0, 0.1, 0.2, 0.4, 0.4]
+
+
+def test_hinge_loss_with_lazy_r1_and_ema_export(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, max_steps=2, gan_weight=0.1,
+                                    gan_loss="hinge", r1_weight=1.0, r1_every=1, ema_decay=0.5, log_every=1))
+    logs = trainer.training_step(_batch(trainer))
+    assert math.isfinite(logs["r1"]) and logs["r1"] >= 0 and "r1" in trainer.log_columns
+    trainer.micro_step += 1
+    trainer.training_step(_batch(trainer))
+    unet = trainer.accelerator.unwrap_model(trainer.unet)
+    raw = _snapshot(unet)
+    final = trainer.export(tmp_path / "final")
+    assert not _changed(raw, _snapshot(unet))  # export swaps the averages in and back out
+    exported = OSDFacePipeline.from_pretrained(final).unet.state_dict()
+    shadow = dict(zip([n for n, p in unet.named_parameters() if p.requires_grad], trainer.ema.shadow))
+    name = next(iter(shadow))
+    torch.testing.assert_close(exported[name], shadow[name])
+    assert not torch.equal(exported[name], raw[name])
+
+
+def test_without_vre_prompts_the_output_ignores_the_vre(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, max_steps=1, gan_weight=0.0,
+                                    use_vre_prompt=False))
+    final = trainer.train()
+    pipe = OSDFacePipeline.from_pretrained(final)
+    assert pipe.config.vre_prompt is False
+    x = torch.rand(1, 3, 64, 64)
+    before = pipe(x, output_type="pt")
+    with torch.no_grad():
+        for p in pipe.vre.parameters():
+            p.add_(torch.randn_like(p))
+    torch.testing.assert_close(pipe(x, output_type="pt"), before, atol=0, rtol=0)
+
+
+def test_color_jitter_changes_faces_not_their_degradations(face_folder):
+    from osdface.data.dataset import PairedFaceDataset
+
+    files = sorted(face_folder.glob("*.png"))
+    plain = PairedFaceDataset(files, 64, seed=3)
+    jittered = PairedFaceDataset(files, 64, seed=3, color_jitter=0.2)
+    a, b = plain[0], jittered[0]
+    assert not torch.equal(a["hq"], b["hq"])
+    # the same flip and degradation draws: the LQ of the jittered face is the jittered face degraded alike, so the
+    # two LQs differ about as much as the two HQs do
+    assert (a["lq"] - b["lq"]).abs().mean() < 2 * (a["hq"] - b["hq"]).abs().mean()
+
+
+def test_validation_logs_train_and_val_psnr(face_folder, stage_inputs, tmp_path):
+    trainer = make_trainer(_gen_cfg(face_folder, stage_inputs, tmp_path, max_steps=2, val_every=2, gan_weight=0.0))
+    trainer.train()
+    log = read_log(tmp_path / "logs.csv")
+    assert any(math.isfinite(v) for v in log["train_psnr"]) and any(math.isfinite(v) for v in log["val_psnr"])

@@ -14,9 +14,12 @@ import socket
 import sys
 
 from ..faces.detection import DETECTOR_NAMES
-from .restorer import DEFAULT_MAX_PIXELS, DTYPES
+from ..devices import DTYPES as DTYPE_NAMES
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DTYPES = ("auto", *DTYPE_NAMES)
+#: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -87,6 +90,12 @@ def prepare(argv: list[str] | None = None):
         except ImportError:
             print("warning: SPACES_ZERO_GPU is set but the 'spaces' package is missing", file=sys.stderr)
 
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("error: the demo needs gradio: pip install --no-deps -r requirements-app.txt (see the README's "
+              "Demo section)", file=sys.stderr)
+        return 2
     from ..weights import MissingWeightsError
     from .restorer import DemoInputError, DemoRestorer
     from .ui import build_demo, launch_options

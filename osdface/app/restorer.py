@@ -26,24 +26,21 @@ import torch
 from PIL import Image
 
 from .. import image_io
-from ..devices import DTYPES as DTYPE_NAMES
 from ..devices import pick_device, resolve_dtype
 from ..faces.color import COLOR_FIX_METHODS
 from ..faces.detection import FaceDetector, get_detector
 from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image, restore_many
 from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
+from .launch import DEFAULT_MAX_PIXELS, DTYPES
 
 logger = logging.getLogger("osdface.app")
 
-DTYPES = ("auto", *DTYPE_NAMES)
 LATENT_MODES = ("mode", "sample")
 #: the whole-photo rescale factor the demo accepts (any value in between, e.g. 1.5)
 UPSCALE_RANGE = (1.0, 4.0)
 UPSCALES = (1, 2, 3, 4)  # the whole factors (kept for callers that list choices)
 #: plain names of the face detectors, for the page
 DETECTOR_LABELS = {"centerface": "CenterFace", "retinaface": "RetinaFace", "dlib": "dlib's HOG face detector"}
-#: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
-DEFAULT_MAX_PIXELS = 4096 * 4096
 #: the enlarged whole-photo result may not exceed this many pixels
 MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder

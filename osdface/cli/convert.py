@@ -20,6 +20,10 @@ def add_parsers(sub) -> None:
     c.add_argument("--lora", required=True, help="pytorch_lora_weights.safetensors")
     c.add_argument("--base", default=DEFAULT_SD21_BASE,
                    help=f"SD 2.1-base: Hub id or local folder (default {DEFAULT_SD21_BASE})")
+    c.add_argument("--base-id", default=None, metavar="OWNER/NAME",
+                   help="the Hub id of a local --base folder, recorded in the model folder so that a copy pushed to "
+                        "the Hub loads anywhere (default: recognised from a Hugging Face cache path or SD 2.1-base's "
+                        "architecture)")
     c.add_argument("--out", required=True, help="the model folder to write (new or empty)")
     c.add_argument("--lora-alpha", type=float, default=None,
                    help="LoRA alpha (default: the file's own alphas, else alpha = rank, i.e. scale 1, as the "
@@ -47,7 +51,8 @@ def cmd_convert(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = convert_official(args.vre, args.projector, args.lora, args.out, base_model=args.base,
-                               lora_alpha=args.lora_alpha, local_files_only=args.local_files_only,
+                               base_model_id=args.base_id, lora_alpha=args.lora_alpha,
+                               local_files_only=args.local_files_only,
                                overwrite=args.overwrite)
     except (ConversionError, MissingWeightsError) as e:
         err(str(e))

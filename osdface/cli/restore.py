@@ -1,10 +1,13 @@
-"""``osdface restore``: aligned face crops (``--has_aligned``) or whole photos → restored images.
+"""``osdface restore``: aligned face crops (``--has_aligned``), whole photos or videos → restored images / videos.
 
     osdface restore -i face.png -o out --has_aligned                     # the bundled nano model
     osdface restore -i photos/ -o out --upscale 2 --color_fix wavelet    # whole photos
     osdface restore -i faces/ -o out --has_aligned --model ./osdface-sd21 --device cuda --dtype fp16
+    osdface restore -i clip.mp4 -o out --save-frames                     # a video → out/final_results/clip.mp4
 
-The work is :func:`osdface.restore.restore_files`; its docstring has the output layout. Whole-photo defaults:
+The work is :func:`osdface.restore.restore_files` (images) and :func:`osdface.restore.restore_video` (videos, told
+from images by their content: :func:`osdface.restore.classify_inputs`); their docstrings have the output layout.
+Whole-photo defaults:
 ``--upscale 1`` (CodeFormer's is 2; without a learned background upsampler the photo is only Lanczos-enlarged, so
 by default the output keeps the input's size), ``--color_fix none`` (as the OSDFace release),
 ``--detection_model auto``.
@@ -22,12 +25,15 @@ from .common import add_device_options, err, pick_device_or_report, positive_int
 def add_parsers(sub) -> None:
     from ..faces.color import COLOR_FIX_METHODS
     from ..faces.detection import DETECTOR_NAMES
+    from ..video import (DEFAULT_BATCH_FRAMES, DEFAULT_CRF, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTHING, DEFAULT_TEMPORAL,
+                         SMOOTHING_METHODS)
 
     r = sub.add_parser("restore", help="restore face crops or whole photos",
                        description="Restore face images with OSDFace (one UNet step per face).",
                        epilog="Outputs: OUTPUT/restored_faces/ (and for whole photos cropped_faces/, final_results/, "
                               "cmp/).")
-    r.add_argument("-i", "--input", required=True, help="an image file or a folder of images")
+    r.add_argument("-i", "--input", required=True,
+                   help="an image or video file, or a folder of them (images and videos are told apart by content)")
     r.add_argument("-o", "--output", required=True,
                    help="output folder (OUTPUT/restored_faces/; whole photos also cropped_faces/, final_results/, cmp/)")
     r.add_argument("--has_aligned", "--has-aligned", dest="has_aligned", action="store_true",
@@ -62,6 +68,27 @@ def add_parsers(sub) -> None:
                         "detector table)")
     g.add_argument("--weights-dir", "--weights_dir", dest="weights_dir", default=None,
                    help="folder with detector weights (e.g. detection_Resnet50_Final.pth); default $OSDFACE_WEIGHTS")
+    v = r.add_argument_group("videos (any container and codec FFmpeg reads; output OUTPUT/final_results/NAME.mp4)")
+    v.add_argument("--save-frames", "--save_frames", dest="save_frames", action="store_true",
+                   help="also write every output frame as OUTPUT/frames/NAME/000000.png, ...")
+    v.add_argument("--detect-every", "--detect_every", dest="detect_every", type=positive_int,
+                   default=DEFAULT_DETECT_EVERY,
+                   help=f"run the face detector every N frames (and on scene cuts); optical flow follows the faces "
+                        f"in between (default {DEFAULT_DETECT_EVERY})")
+    v.add_argument("--smoothing", choices=SMOOTHING_METHODS, default=DEFAULT_SMOOTHING,
+                   help=f"temporal smoothing of each face's landmarks (default {DEFAULT_SMOOTHING}: Savitzky-Golay, "
+                        f"a 0.5 s centred window)")
+    v.add_argument("--temporal", type=float, default=DEFAULT_TEMPORAL,
+                   help=f"blend each restored face with its previous frame's where the input did not change "
+                        f"(0-1; 0: off; default {DEFAULT_TEMPORAL:g})")
+    v.add_argument("--batch-frames", "--batch_frames", dest="batch_frames", type=positive_int,
+                   default=DEFAULT_BATCH_FRAMES,
+                   help=f"frames whose faces go through the model in one call (default {DEFAULT_BATCH_FRAMES})")
+    v.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                   help=f"H.264 quality, x264's constant rate factor (default {DEFAULT_CRF}: no visible "
+                        f"re-compression; lower is better and larger)")
+    v.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=None,
+                   help="restore only the first S seconds of each video")
     r.set_defaults(func=cmd_restore)
 
 
@@ -71,15 +98,23 @@ def cmd_restore(args) -> int:
     device = pick_device_or_report(args.device)
     if device is None:
         return 2
+    from ..restore import classify_inputs
+
     try:
-        inputs, skipped = image_io.list_images(args.input)
+        inputs, videos, skipped = classify_inputs(args.input)
     except image_io.ImageInputError as e:
         err(str(e))
         return 2
     for p in skipped:
-        print(f"skipping {p}: not an image file type ({p.suffix or 'no extension'})", file=sys.stderr)
-    if not inputs:
-        err(f"{args.input}: no images to restore")
+        print(f"skipping {p}: neither an image nor a video", file=sys.stderr)
+    if not inputs and not videos:
+        err(f"{args.input}: no images or videos to restore")
+        return 2
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        err("--max-seconds must be positive")
+        return 2
+    if not 0.0 <= args.temporal < 1.0:
+        err("--temporal must be in [0, 1)")
         return 2
 
     from tqdm.auto import tqdm
@@ -100,7 +135,7 @@ def cmd_restore(args) -> int:
     print(f"model {pipe.name} ({pipe.config.preset}) on {device} {dtype_name(pipe.dtype)}, loaded in "
           f"{load_s:.1f} s", file=sys.stderr)
     detector = None
-    if not args.has_aligned:
+    if not args.has_aligned or videos:
         from ..faces.detection import get_detector
 
         try:
@@ -120,21 +155,66 @@ def cmd_restore(args) -> int:
     except OSError as e:
         err(f"cannot create the output folder {out}: {e.strerror or e}")
         return 2
-    bar = tqdm(total=len(inputs), unit="photo" if detector else "img", file=sys.stderr, disable=args.quiet)
-    summary = restore_files(pipe, inputs, out, aligned=args.has_aligned, suffix=args.suffix or "",
-                            batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
-                            upscale=args.upscale, only_center_face=args.only_center_face, draw_box=args.draw_box,
-                            latent_mode=args.latent_mode, generator=generator,
-                            log=lambda line: tqdm.write(line, file=sys.stderr), on_done=bar.update)
-    bar.close()
-    s = summary
+    failed = 0
+    if inputs:
+        bar = tqdm(total=len(inputs), unit="photo" if not args.has_aligned else "img", file=sys.stderr,
+                   disable=args.quiet)
+        summary = restore_files(pipe, inputs, out, aligned=args.has_aligned, suffix=args.suffix or "",
+                                batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
+                                upscale=args.upscale, only_center_face=args.only_center_face,
+                                draw_box=args.draw_box, latent_mode=args.latent_mode, generator=generator,
+                                log=lambda line: tqdm.write(line, file=sys.stderr), on_done=bar.update)
+        bar.close()
+        s = summary
+        if args.has_aligned:
+            rate = f", {s.model_seconds / s.done:.2f} s/face" if s.done else ""
+            print(f"restored {s.done} of {s.total} image(s) into {out / 'restored_faces'}{rate}"
+                  + (f"; {len(s.failed)} failed" if s.failed else ""))
+        else:
+            rate = f", {s.model_seconds / s.done:.2f} s/photo" if s.done else ""
+            print(f"restored {s.faces} face(s) in {s.done} of {s.total} photo(s) into {out}{rate}"
+                  + (f"; {len(s.failed)} failed" if s.failed else ""))
+        failed += len(s.failed)
+    if videos:
+        failed += _restore_videos(args, pipe, videos, out, detector, generator, tqdm)
+    return 1 if failed else 0
+
+
+def _restore_videos(args, pipe, videos, out, detector, generator, tqdm) -> int:
+    """Each video with its own progress bar (frames, frames/s, ETA); returns how many failed."""
+    from ..restore import restore_video, video_output_paths
+    from ..video.io import VideoInputError
+
     if args.has_aligned:
-        rate = f", {s.model_seconds / s.done:.2f} s/face" if s.done else ""
-        print(f"restored {s.done} of {s.total} image(s) into {out / 'restored_faces'}{rate}"
-              + (f"; {len(s.failed)} failed" if s.failed else ""))
-    else:
-        rate = f", {s.model_seconds / s.done:.2f} s/photo" if s.done else ""
-        print(f"restored {s.faces} face(s) in {s.done} of {s.total} photo(s) into {out}{rate}"
-              + (f"; {len(s.failed)} failed" if s.failed else ""))
-    return 1 if s.failed else 0
+        print("note: --has_aligned applies to images; videos are restored as whole frames", file=sys.stderr)
+    if args.upscale != 1:
+        print("note: videos keep their size (--upscale applies to photos)", file=sys.stderr)
+    targets = video_output_paths(videos, out, args.suffix or "")
+    failed = 0
+    for path in videos:
+        bar = tqdm(total=None, unit="frame", desc=path.name, file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+
+        def progress(done, total, bar=bar):
+            if total and bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+
+        try:
+            s = restore_video(pipe, path, out, target=targets[path], detector=detector, save_frames=args.save_frames,
+                              max_seconds=args.max_seconds, trim=args.max_seconds is not None,
+                              color_fix=args.color_fix, only_center_face=args.only_center_face,
+                              detect_every=args.detect_every, smoothing=args.smoothing,
+                              batch_frames=args.batch_frames, batch_size=args.batch_size, crf=args.crf,
+                              temporal=args.temporal,
+                              latent_mode=args.latent_mode, generator=generator, progress=progress)
+        except (VideoInputError, ValueError, RuntimeError, MemoryError, OSError) as e:
+            bar.close()
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            tqdm.write(f"error: {msg if isinstance(e, VideoInputError) else f'{path}: {msg}'}", file=sys.stderr)
+            failed += 1
+            continue
+        bar.close()
+        print(f"restored {s.line()} into {s.output}" + (f" (frames in {s.frames_dir})" if s.frames_dir else ""))
+    return failed
 

@@ -1,12 +1,12 @@
 """Training and benchmark data: the synthetic degradation model (docs/ARCHITECTURE.md §4), paired datasets, the
-``osdface degrade`` benchmark-set builder.
+benchmark-set builder (``osdface degrade``).
 
-Names are imported lazily, so ``import osdface.data.benchmark_set`` (the CLI parser) does not load OpenCV or torch.
+Names are imported on first use.
 """
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_names
 
 _EXPORTS = {
     "DegradationConfig": "degradations",
@@ -24,14 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS)

@@ -58,6 +58,20 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32).div_(255.0)
 
 
+def jitter_colors(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Scale a uint8 RGB image's brightness, contrast (around its mean grey) and saturation (around each pixel's
+    grey) by factors drawn uniformly from [1 − amount, 1 + amount], in that order; rounded back to uint8."""
+    from ..image_io import to_uint8
+
+    b, c, s = rng.uniform(1 - amount, 1 + amount, size=3).astype(np.float32)
+    x = img.astype(np.float32) * b
+    grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    x = (x - grey.mean()) * c + grey.mean()
+    grey = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    x = (x - grey) * s + grey
+    return to_uint8(x, scale=1)
+
+
 def _resolve_files(source: PathLike | Sequence[PathLike]) -> list[Path]:
     if isinstance(source, (str, os.PathLike)):
         files, _skipped = list_images(source)
@@ -75,10 +89,14 @@ class PairedFaceDataset(Dataset):
         degradation: the :class:`DegradationConfig` (default: the spec's ranges).
         flip: random horizontal flip (p = 1/2), applied to the HQ before degrading, so LQ and HQ agree.
         seed: base seed; item ``index`` in epoch ``e`` uses ``np.random.default_rng([seed, e, index])``.
+        color_jitter: j > 0 scales the HQ's brightness, contrast and saturation by factors drawn from [1 − j, 1 + j]
+            (from a generator of its own, so the degradations stay those of ``color_jitter=0``); geometry is
+            untouched, so the FFHQ alignment holds.
     """
 
     def __init__(self, hq_dir: PathLike | Sequence[PathLike], resolution: int = 512,
-                 degradation: DegradationConfig | None = None, flip: bool = True, seed: int = 0):
+                 degradation: DegradationConfig | None = None, flip: bool = True, seed: int = 0,
+                 color_jitter: float = 0.0):
         if int(resolution) < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
         if int(seed) < 0:
@@ -89,6 +107,9 @@ class PairedFaceDataset(Dataset):
         self.resolution = int(resolution)
         self.degradation = degradation if degradation is not None else DegradationConfig()
         self.flip = bool(flip)
+        if not 0.0 <= float(color_jitter) < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
+        self.color_jitter = float(color_jitter)
         self.seed = int(seed)
         self.epoch = 0
 
@@ -118,6 +139,8 @@ class PairedFaceDataset(Dataset):
         do_flip = bool(rng.random() < 0.5)  # always drawn, so flip=False sees the same degradations
         if self.flip and do_flip:
             hq = np.ascontiguousarray(hq[:, ::-1])
+        if self.color_jitter:
+            hq = jitter_colors(hq, np.random.default_rng([self.seed, self.epoch, int(index), 1]), self.color_jitter)
         lq, _params = degrade(hq, rng, self.degradation)
         return {"lq": _to_tensor(lq), "hq": _to_tensor(hq), "path": str(self.files[index])}
 

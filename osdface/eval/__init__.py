@@ -9,7 +9,7 @@ One concept per module: :mod:`~osdface.eval.psnr_ssim`, :mod:`~osdface.eval.perc
 Weight files are read from ``--weights-dir`` only (found by :mod:`osdface.weights`).
 """
 
-import importlib
+from ..lazy import lazy_names
 
 _NAMES = {
     "Evaluator": "evaluate", "evaluate_folders": "evaluate", "parse_metrics": "evaluate",
@@ -19,8 +19,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -69,7 +69,7 @@ def _is_prepared(folder: Path) -> bool:
     return (folder / "hq").is_dir() and (folder / "lq").is_dir() and (folder / "params.jsonl").is_file()
 
 
-def _build_set(files: list[Path], bench: Path, seed: int, size: int, workers: int, log) -> None:
+def _build_set(files: list[Path], bench: Path, seed: int, size: int, workers: int, log, degradation=None) -> None:
     """Degrade ``files`` into ``bench`` with the benchmark-set builder, through a folder of links to them."""
     from ..data.benchmark_set import BenchmarkSetError, build_benchmark_set
 
@@ -83,7 +83,8 @@ def _build_set(files: list[Path], bench: Path, seed: int, size: int, workers: in
                 (selection / f.name).symlink_to(f.resolve())
             except OSError:  # no symlinks here (some file systems): copy
                 shutil.copy2(f, selection / f.name)
-        result = build_benchmark_set(selection, bench, seed, size=size, workers=workers, overwrite=True, log=log)
+        result = build_benchmark_set(selection, bench, seed, size=size, workers=workers, overwrite=True, log=log,
+                                     config=degradation)
     except BenchmarkSetError as err:
         raise EvalInputError(str(err)) from None
     finally:
@@ -107,11 +108,12 @@ def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathL
                    limit: int | None = None, seed: int = 0, size: int | None = None, device="cpu", dtype: str = "fp32",
                    batch_size: int = 4, metrics=None, weights_dir=None, fid_ref=None, lpips_net: str = "alex",
                    grid: int = 6, workers: int = 1, overwrite: bool = False, pipe=None, evaluator_kwargs=None,
-                   log: Callable[[str], None] | None = None):
+                   degradation=None, log: Callable[[str], None] | None = None):
     """The whole command as a function; returns ``(report, paths)`` (``paths``: report files and the grid).
     ``model``: a folder or Hub id (None: the bundled nano model); ``pipe``: an already loaded
     :class:`OSDFacePipeline` (then ``model`` is only its label). ``size``: the HQ size (default: the model's
-    ``process_size``, the size of its outputs, 512 for nano and sd21)."""
+    ``process_size``, the size of its outputs, 512 for nano and sd21). ``degradation``: a ``DegradationConfig`` (or
+    a dict of its fields) for the synthetic set (default: docs/ARCHITECTURE.md §4's ranges)."""
     from ..devices import dtype_name
     from ..restore import restore_files
     from .evaluate import Evaluator, parse_metrics
@@ -142,7 +144,11 @@ def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathL
         files = select_files(hq, split, limit)
         bench = out / "bench"
         log(f"degrading {len(files)} image(s) ({split} split, seed {seed}) into {bench}")
-        _build_set(files, bench, seed, size, workers, log)
+        if isinstance(degradation, dict):
+            from ..data.degradations import DegradationConfig
+
+            degradation = DegradationConfig(**degradation)
+        _build_set(files, bench, seed, size, workers, log, degradation)
         keep = None
     gt, lq = list_set(bench / "hq", "--hq"), list_set(bench / "lq", "--hq (lq/)")
     if keep is not None:

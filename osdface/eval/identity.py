@@ -7,18 +7,18 @@
   ``--weights-dir``: one of ``recognition_arcface_ir_se50.pth`` (facexlib), ``model_ir_se50.pth`` (same layout) or
   ``arcface_ir_se50.safetensors``. Which ArcFace the paper used is not stated, so values are close to, not
   identical with, the paper's.
-* **Deg-dlib** (an extra, offline, never reported under the paper's name): dlib's face-recognition ResNet
-  (``dlib_face_recognition_resnet_model_v1.dat`` from ``face-recognition-models``), 128-d descriptors of 150²
-  chips aligned by the 5-point predictor inside the ground truth's face box. dlib's embedding is trained for
-  Euclidean distances (same person below ≈ 0.6), so its angles are on another scale than ArcFace's.
+* **Deg-dlib** (an extra, offline, never reported under the paper's name): dlib's face-recognition ResNet ported to
+  PyTorch (:mod:`osdface.networks.dlib_resnet`, weights from ``face-recognition-models``), 128-d embeddings of the
+  fixed 150² dlib chip of an FFHQ-aligned face: exactly the embedding of the offline identity loss
+  (``IdentityLoss.from_name("dlib")``), so this column is the training loss's differentiable twin, batched on any
+  device. dlib's embedding is trained for Euclidean distances (same person below ≈ 0.6), so its angles are on
+  another scale than ArcFace's.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .dlib_faces import dlib_models, face_box, to_rgb_uint8
 from ..weights import MissingWeightsError
 
 __all__ = ["ArcFaceDeg", "DlibDeg", "angle_degrees"]
@@ -73,29 +73,14 @@ class ArcFaceDeg:
         return angle_degrees(emb[:n], emb[n:]).cpu()
 
 
-class DlibDeg:
-    """``__call__(pred, gt)`` → (N,) Deg-dlib (float64); inputs (N, 3, H, W) uint8 or [0, 1]."""
+class DlibDeg(ArcFaceDeg):
+    """``__call__(pred, gt)`` → (N,) Deg-dlib; inputs (N, 3, S, S) FFHQ-aligned faces, uint8 or [0, 1]."""
 
     name = "Deg-dlib"
 
-    def __init__(self):
-        dlib_models()
-        self.fallback_boxes = 0
+    def __init__(self, device="cpu", network: torch.nn.Module | None = None):
+        from ..losses.identity import IdentityLoss
 
-    @staticmethod
-    def descriptor(img_rgb: np.ndarray, box) -> np.ndarray:
-        _, _, _, sp5, rec = dlib_models()
-        return np.asarray(rec.compute_face_descriptor(img_rgb, sp5(img_rgb, box)), dtype=np.float64)
-
-    def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-        a, b = [], []
-        for p, g in zip(pred, gt):
-            p_img, g_img = to_rgb_uint8(p), to_rgb_uint8(g)
-            box, found = face_box(g_img)
-            self.fallback_boxes += not found
-            a.append(self.descriptor(p_img, box))
-            b.append(self.descriptor(g_img, box))
-        if not a:
-            return torch.zeros(0, dtype=torch.float64)
-        return angle_degrees(torch.from_numpy(np.stack(a)), torch.from_numpy(np.stack(b)))
-
+        self.loss = IdentityLoss.from_name("dlib") if network is None else IdentityLoss(network)
+        self.loss.to(device)
+        self.device = torch.device(device)

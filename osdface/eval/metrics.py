@@ -54,7 +54,7 @@ def _arcface_deg(ev):
 def _dlib_deg(ev):
     from .identity import DlibDeg
 
-    return DlibDeg()
+    return DlibDeg(device=ev.device)
 
 
 def _lmd(ev):
@@ -67,6 +67,12 @@ def _fid(ev):
     from .fid import FIDAccumulator, InceptionFeatures
 
     return FIDAccumulator(InceptionFeatures.from_weights_dir(ev.weights_dir, device=ev.device))
+
+
+def _hf_ratio(ev):
+    from .sharpness import hf_ratio
+
+    return hf_ratio
 
 
 def _pyiqa(name: str) -> Callable:
@@ -90,6 +96,7 @@ class MetricInfo:
     aliases: tuple[str, ...] = ()
     real_order: int | None = None  # position in the paper's real-world table (None: not a column there)
     shared: str | None = None  # metrics built once under this key and shared (the FID features)
+    target: float | None = None  # best value when neither direction is better (the report shows "→target")
 
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in [
@@ -110,6 +117,7 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                real_order=0),
     MetricInfo("MANIQA", True, 4, _pyiqa("MANIQA"), needs_gt=False, leading_dot=True, real_order=1),
     MetricInfo("Deg-dlib", False, 2, _dlib_deg),
+    MetricInfo("HF-ratio", True, 3, _hf_ratio, target=1.0, aliases=("sharpness",)),
 ]}
 
 SYNTHETIC_ORDER = list(METRICS)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "gaussian_window"]
+__all__ = ["rgb_to_y", "to_255", "psnr", "ssim", "gaussian_window"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
@@ -33,7 +33,7 @@ def _check_pair(pred: torch.Tensor, gt: torch.Tensor) -> None:
         raise ValueError(f"expected (N, 3, H, W) RGB batches, got {tuple(pred.shape)}")
 
 
-def _to_255(x: torch.Tensor) -> torch.Tensor:
+def to_255(x: torch.Tensor) -> torch.Tensor:
     """uint8 (0–255) or float in [0, 1] → float (work dtype) on the 0–255 scale."""
     dtype = _work_dtype(x.device)
     return x.to(dtype) if x.dtype == torch.uint8 else x.to(dtype) * 255.0
@@ -47,7 +47,7 @@ def rgb_to_y(x255: torch.Tensor) -> torch.Tensor:
 
 def _prepare(pred, gt, y_channel: bool):
     _check_pair(pred, gt)
-    p, g = _to_255(pred), _to_255(gt)
+    p, g = to_255(pred), to_255(gt)
     if y_channel:
         p, g = rgb_to_y(p), rgb_to_y(g)
     return p, g

@@ -103,7 +103,11 @@ def paper_rows(benchmark: str | None, has_gt: bool) -> list[MethodResult]:
 
 def _arrow(metric: str) -> str:
     info = METRICS.get(metric)
-    return "" if info is None else ("↑" if info.higher_better else "↓")
+    if info is None:
+        return ""
+    if info.target is not None:
+        return f"→{info.target:g}"
+    return "↑" if info.higher_better else "↓"
 
 
 def to_markdown(report: EvalReport) -> str:

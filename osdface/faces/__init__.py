@@ -6,7 +6,7 @@
 Names are imported lazily (OpenCV / dlib load only when used).
 """
 
-import importlib
+from ..lazy import lazy_names
 
 _NAMES = {
     "FFHQ_TEMPLATE_512": "alignment", "template": "alignment", "similarity_transform": "alignment",
@@ -19,8 +19,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

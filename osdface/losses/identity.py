@@ -1,11 +1,17 @@
 """The identity loss of OSDFace stage 2 (docs/ARCHITECTURE.md §3): L_ID = 1 − cos(emb(x̂), emb(x_GT)).
 
-The paper does not say which face-recognition network it used. We use the ArcFace IR-SE-50
-(:class:`osdface.losses.arcface.ArcFaceIRSE`) because its weights can be downloaded by anyone and load safely:
-facexlib's ``recognition_arcface_ir_se50.pth`` (:data:`ARCFACE_URL`) or TreB1eN's ``model_ir_se50.pth`` (same
-layout). Both are plain pickled state dicts, read with ``torch.load(weights_only=True)``; a safetensors copy works too.
+The paper does not say which face-recognition network it used. Two networks, chosen by name
+(:meth:`IdentityLoss.from_name`):
 
-From an FFHQ-aligned face to the network's 112² input (:meth:`IdentityLoss.embed`): FFHQ crops are much looser
+- ``"arcface"``: ArcFace IR-SE-50 (:class:`osdface.networks.arcface.ArcFaceIRSE`), whose weights anyone can download:
+  facexlib's ``recognition_arcface_ir_se50.pth`` or TreB1eN's ``model_ir_se50.pth`` (same layout), plain pickled
+  state dicts read with ``torch.load(weights_only=True)``; a safetensors copy works too.
+- ``"dlib"``: dlib's face-recognition ResNet (:mod:`osdface.networks.dlib_resnet`), whose weights ship (CC0) with the
+  ``face-recognition-models`` package, so it trains offline. Its input is dlib's own 150² chip, taken from the
+  FFHQ-aligned face with one fixed similarity transform (``ffhq_to_dlib_chip``, measured to give embeddings within
+  4.6° on average of dlib's landmark-aligned chips). Its embedding is not normalised by dlib; the loss normalises.
+
+From an FFHQ-aligned face to ArcFace's 112² input: FFHQ crops are much looser
 than ArcFace's 112² alignment (they include hair, ears, neck and background), so we take the fixed centre region
 rows 35/256 … 223/256, columns 32/256 … 220/256 of the side (for 512²: rows 70:446, columns 64:440, a 376² square
 that holds the face from brows to chin), as pSp / e4e's ID loss does on FFHQ-aligned images, and area-average it
@@ -19,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IdentityLoss", "FFHQ_ARCFACE_CROP", "crop_for_arcface"]
+__all__ = ["IdentityLoss", "FFHQ_ARCFACE_CROP", "crop_for_arcface", "IDENTITY_NETWORKS"]
+
+IDENTITY_NETWORKS = ("arcface", "dlib")
 
 # (top, bottom, left, right) as fractions of the side of an FFHQ-aligned face
 FFHQ_ARCFACE_CROP = (35 / 256, 223 / 256, 32 / 256, 220 / 256)
@@ -43,14 +51,37 @@ class IdentityLoss(nn.Module):
     """``forward(x, y)``: FFHQ-aligned faces in [-1, 1] (B, 3, S, S; S = 512 in training) → (B,) 1 − cos similarity.
 
     The network is frozen and kept in eval mode (``.train()`` does not switch it); gradients flow to the images.
-    :meth:`embed` gives the L2-normalised embeddings, e.g. for the evaluation's identity angle (Deg).
+    :meth:`embed` gives the L2-normalised embeddings, e.g. for the evaluation's identity angle (Deg, Deg-dlib).
+    ``network``: an ArcFace IR-SE-50 (fixed centre crop, ``crop``) or a dlib face ResNet (fixed dlib chip); the
+    kind is recognised from the module.
     """
 
     def __init__(self, network: nn.Module, crop=FFHQ_ARCFACE_CROP):
         super().__init__()
+        from ..networks.dlib_resnet import DlibFaceResNet
+
         self.network = network.requires_grad_(False).eval()
+        self.kind = "dlib" if isinstance(network, DlibFaceResNet) else "arcface"
         self.crop = tuple(float(c) for c in crop)
         self.input_size = int(getattr(getattr(network, "config", None), "input_size", 112))
+
+    @classmethod
+    def from_name(cls, name: str = "dlib", weights=None, device=None) -> "IdentityLoss":
+        """``"dlib"`` (offline; converted once from face-recognition-models, see ``load_dlib_face_resnet``) or
+        ``"arcface"`` (``weights``: a file, folder or Hub id; default ``$OSDFACE_ARCFACE``). Missing weights raise
+        :class:`osdface.weights.MissingWeightsError` with one line."""
+        if name == "dlib":
+            from ..networks.dlib_resnet import load_dlib_face_resnet
+
+            net = load_dlib_face_resnet(weights)
+        elif name == "arcface":
+            from ..networks.arcface import load_arcface
+
+            net = load_arcface(weights)
+        else:
+            raise ValueError(f"unknown identity network {name!r}; use one of {', '.join(IDENTITY_NETWORKS)}")
+        loss = cls(net)
+        return loss.to(device) if device is not None else loss
 
     def train(self, mode: bool = True) -> "IdentityLoss":
         super().train(mode)
@@ -59,9 +90,14 @@ class IdentityLoss(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) faces in [-1, 1] → (B, D) float32 unit vectors."""
-        face = crop_for_arcface(x, self.input_size, self.crop)
         param = next(self.network.parameters())
-        emb = self.network(face.to(param.dtype))
+        if self.kind == "dlib":
+            from ..networks.dlib_resnet import CHIP_SIZE, ffhq_to_dlib_chip
+
+            chip = ffhq_to_dlib_chip(x, CHIP_SIZE, fill=-1.0)  # outside the face: black, as dlib's chips
+            emb = self.network(((chip + 1) / 2).to(param.dtype))
+        else:
+            emb = self.network(crop_for_arcface(x, self.input_size, self.crop).to(param.dtype))
         return F.normalize(emb.float(), dim=1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -50,12 +50,13 @@ ENCODER_PREFIXES = ("conv_in.", "time_embedding.", "down_blocks.", "mid_block.")
 @dataclass
 class LatentDiscriminatorOutput(BaseOutput):
     """``logits`` (B,): one per latent; ``logits_map`` (B, h, w): the head's map before the mean; ``timesteps`` (B,)
-    and ``noise`` (like the latents): what was used, to be passed back for the other half of the comparison."""
+    and ``noise`` (like the latents): what was used, to be passed back for the other half of the comparison.
+    (Fields default to None, as diffusers outputs do, so that accelerate's mixed-precision wrapper can rebuild it.)"""
 
-    logits: torch.Tensor
-    logits_map: torch.Tensor
-    timesteps: torch.Tensor
-    noise: torch.Tensor
+    logits: torch.Tensor = None
+    logits_map: torch.Tensor = None
+    timesteps: torch.Tensor = None
+    noise: torch.Tensor = None
 
 
 def default_alphas_cumprod() -> torch.Tensor:

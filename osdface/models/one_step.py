@@ -48,7 +48,7 @@ class OneStepGenerator(nn.Module):
 
     def __init__(self, vae, unet, vre, alphas_cumprod: torch.Tensor, timestep: int = 399,
                  latent_mode: Literal["mode", "sample"] = "mode", identity_skip: bool = False,
-                 decoder: nn.Module | None = None):
+                 decoder: nn.Module | None = None, vre_prompt: bool = True):
         super().__init__()
         self.vae, self.unet, self.vre = vae, unet, vre
         # the decoding half as a module (a trainer passes its own, possibly wrapped for distributed training)
@@ -57,6 +57,7 @@ class OneStepGenerator(nn.Module):
         self.alpha_bar = float(alphas_cumprod.to(torch.float64)[self.timestep])
         self.latent_mode = latent_mode
         self.identity_skip = bool(identity_skip)
+        self.vre_prompt = bool(vre_prompt)
         self.skip_gain = identity_skip_gain(self.alpha_bar) if identity_skip else 0.0
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
@@ -111,12 +112,19 @@ class OneStepGenerator(nn.Module):
     def restore_latent(self, z_lq: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         return x0_from_eps(z_lq, self.predict_eps(z_lq, prompt_embeds), self.alpha_bar)
 
+    def prompt(self, x: torch.Tensor) -> torch.Tensor:
+        """The prompt for images ``x`` in [-1, 1]: the VRE's, or zeros of its shape without ``vre_prompt``."""
+        if self.vre_prompt:
+            return self.vre(x.to(self.vre.dtype))
+        cfg = self.vre.config
+        return torch.zeros(x.shape[0], cfg.num_tokens, cfg.prompt_dim, device=x.device, dtype=self.dtype)
+
     def forward(self, x: torch.Tensor, prompt_embeds: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, latent_mode: str | None = None) -> torch.Tensor:
         """x (B, 3, H, W) in [-1, 1] (H, W multiples of 8 · 2^(UNet levels − 1)) → restored, in [-1, 1]."""
         x = x.to(self.dtype)
         if prompt_embeds is None:
-            prompt_embeds = self.vre(x.to(self.vre.dtype))
+            prompt_embeds = self.prompt(x)
         z = self.encode(x, mode=latent_mode, generator=generator)
         return self.decode(self.restore_latent(z, prompt_embeds))
 
@@ -138,7 +146,7 @@ class OneStepGenerator(nn.Module):
         """
         x = x.to(self.dtype)
         if prompt_embeds is None:
-            prompt_embeds = self.vre(x.to(self.vre.dtype))
+            prompt_embeds = self.prompt(x)
         b, _, h, w = x.shape
         f = vae_factor(self.vae)
         z = torch.randn((b, self.unet.config.in_channels, h // f, w // f), generator=generator,

@@ -8,7 +8,7 @@
 Their weights are found and checked by :mod:`osdface.weights`. Names are imported on first use.
 """
 
-import importlib
+from ..lazy import lazy_names
 
 _NAMES = {
     "ArcFaceIRSE": "arcface", "load_arcface": "arcface",
@@ -19,8 +19,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

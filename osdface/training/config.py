@@ -50,7 +50,10 @@ class TrainConfig:
     val_fraction: float = 0.1  # osdface.data.dataset.split_files (hash of the file name, seed 0)
     split_seed: int = 0
     num_val_images: int = 4  # images in the validation grid
-    degradation: dict = field(default_factory=dict)  # DegradationConfig overrides (default: docs/ARCHITECTURE.md §4 ranges)
+    degradation: dict = field(default_factory=dict)  # DegradationConfig overrides (default: docs/ARCHITECTURE.md §4)
+    hflip: bool = True  # random horizontal flip of training faces (keeps the FFHQ alignment)
+    # brightness/contrast/saturation jitter of training faces, each factor drawn from [1 - j, 1 + j] (0: off)
+    color_jitter: float = 0.0
     max_steps: int = 1000
     batch_size: int = 4  # per process
     gradient_accumulation_steps: int = 1
@@ -161,11 +164,20 @@ class GeneratorTrainConfig(TrainConfig):
     ea_dists_weight: float = 1.0  # λ_per
     dists_weights: str | None = None
     identity_weight: float = 0.1  # λ_ID
-    identity_weights: str | None = None
+    identity_network: str = "arcface"  # "arcface" (needs downloaded weights) | "dlib" (offline, face-recognition-models)
+    identity_weights: str | None = None  # ArcFace: file/folder/Hub id; dlib: a converted .safetensors (default: cache)
+    # the edge-aware half of EA-DISTS without a network: mean |S(x̂) − S(x)| of the Sobel magnitude maps (§3's S)
+    edge_weight: float = 0.0
     gan_weight: float = 0.8  # λ_G
     gan_start: int = 0  # generator steps before the GAN terms switch on
+    gan_ramp: int = 0  # steps over which λ_G then rises linearly from 0 (a warm-up for the discriminator)
+    gan_loss: str = "softplus"  # "softplus" (non-saturating, the paper's DMD2 loss) | "hinge"
+    r1_weight: float = 0.0  # R1 penalty on real latents (γ/2 · |∇D|²), every r1_every discriminator steps (lazy R1)
+    r1_every: int = 4
     disc_learning_rate: float = 1e-5
     disc_t_range: tuple = (10, 990)  # timesteps at which the discriminator sees noised latents
+    ema_decay: float = 0.0  # EMA of the generator's trainable weights, used for validation and export (0: off)
+    use_vre_prompt: bool = True  # False: an empty (zero) prompt instead of the VRE's (the ablation without prompts)
     train_projector: bool = True  # the prompt projector trains with the LoRA (the VRE encoder/dictionary are frozen)
     # Train the VAE decoder as well (not in the paper, whose SD VAE is frozen): for presets whose VAE was only
     # briefly trained by train-vae (nano), the decoder would otherwise cap the output quality. The encoder stays

@@ -42,7 +42,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
         raise ValueError(f"{root}: the split left no training images ({len(files)} images, "
                          f"val_fraction {cfg.val_fraction})")
     deg = DegradationConfig(**cfg.degradation) if cfg.degradation else DegradationConfig()
-    train = PairedFaceDataset(train_files, cfg.resolution, deg, flip=True, seed=cfg.seed)
+    train = PairedFaceDataset(train_files, cfg.resolution, deg, flip=cfg.hflip, seed=cfg.seed,
+                              color_jitter=cfg.color_jitter)
     val = PairedFaceDataset(val_files or train_files[:1], cfg.resolution, deg, flip=False, seed=10_000 + cfg.seed)
     return train, val
 

@@ -2,8 +2,8 @@
 
     z_L = E(x_L)  (frozen VAE, no gradient)        c = projector(codes(VRE(x_L)))  (VRE encoder + dictionary frozen)
     ẑ_H = (z_L − √(1−ᾱ_t)·UNet(z_L, t=399, c)) / √ᾱ_t                x̂_H = D(ẑ_H)  (frozen decoder, gradient flows)
-    L_G = ‖x̂_H − x_H‖² + λ_per·EA-DISTS(x̂_H, x_H) + λ_ID·(1 − cos(ArcFace(x̂_H), ArcFace(x_H)))
-          + λ_G·softplus(−D_lat(ẑ_H, c))
+    L_G = ‖x̂_H − x_H‖² + λ_per·EA-DISTS(x̂_H, x_H) + λ_ID·(1 − cos(e(x̂_H), e(x_H))) + λ_edge·|S(x̂_H) − S(x_H)|
+          + λ_G·softplus(−D_lat(ẑ_H, c))          (e: ArcFace, or dlib's face ResNet offline; S: Sobel magnitude)
     L_D = softplus(−D_lat(z_H, c)) + softplus(D_lat(sg(ẑ_H), c))          (same t and noise for both; alternately)
 
 Trainable: the UNet's LoRA (``unet_training="lora"``, the paper: SD 2.1 is frozen) or the whole UNet
@@ -14,6 +14,10 @@ Trainable: the UNet's LoRA (``unet_training="lora"``, the paper: SD 2.1 is froze
 ``crop_size``: the UNet/VAE see a random window of each pair while the VRE sees the whole LQ face, as at inference
 (the prompt describes the face). The identity loss needs whole faces, so it requires ``crop_size`` None.
 Output: ``output_dir/final/``, a complete model folder (``OSDFacePipeline.from_pretrained`` loads it).
+
+GAN stabilisers (options): λ_G rises linearly over ``gan_ramp`` steps after ``gan_start`` (the discriminator
+warms up first); a hinge loss instead of the softplus one; a lazy R1 penalty on real latents (``r1_weight`` every
+``r1_every`` steps); an EMA of the generator's weights (``ema_decay``) used for validation and export.
 
 The forward pass is the model's own (:class:`~osdface.models.OneStepGenerator` built on the trainable, possibly
 distributed, UNet and decoder); the loss is a list of weighted terms (:class:`LossTerm`, made in
@@ -42,6 +46,34 @@ from ..weights import MissingWeightsError, load_base_component
 from .config import GeneratorTrainConfig
 from .data import random_crop_pair
 from .trainer import Trainer, finite
+
+
+class EMA:
+    """An exponential moving average of parameters (``decay`` per optimizer step), kept on their device, with
+    :meth:`swap` to run with the averaged weights (validation, export) and put the trained ones back."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params, self.decay = list(params), float(decay)
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+    def state_dict(self) -> dict:
+        return {"shadow": [s.cpu() for s in self.shadow], "decay": self.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        for s, t in zip(self.shadow, state["shadow"]):
+            s.copy_(t.to(s.device))
 
 
 def _component(cls, base: str, sub: str):
@@ -87,7 +119,8 @@ class GeneratorTrainer(Trainer):
 
     @property
     def log_columns(self) -> list[str]:
-        disc = ["gan_d", "d_real", "d_fake"] if self.disc is not None else []
+        disc = ["gan_d", "d_real", "d_fake"] + (["r1"] if self.cfg.r1_weight > 0 else []) if self.disc is not None \
+            else []
         return ["loss", *(t.name for t in self.loss_terms), *disc, "lr", "images_per_s"]
 
     # -- building ----------------------------------------------------------------------------------------------------
@@ -165,15 +198,22 @@ class GeneratorTrainer(Trainer):
             notes.append("λ_per = 0: no EA-DISTS term (needs DISTS/VGG16 weights: --set dists_weights=DIR)")
         if cfg.identity_weight > 0:
             from ..losses.identity import IdentityLoss
-            from ..networks.arcface import load_arcface
 
-            identity = IdentityLoss(load_arcface(cfg.identity_weights)).to(self.device).eval().requires_grad_(False)
+            identity = IdentityLoss.from_name(cfg.identity_network, cfg.identity_weights, device=self.device)
+            identity.eval().requires_grad_(False)
             self.loss_terms.append(LossTerm("identity", lambda o: identity(o.x_hat.clamp(-1, 1), o.hq).mean(),
                                             cfg.identity_weight))
         else:
-            notes.append("λ_ID = 0: no identity term (needs ArcFace weights: --set identity_weights=FILE)")
+            notes.append("λ_ID = 0: no identity term (identity_network=dlib works offline)")
+        if cfg.edge_weight > 0:
+            from ..losses.sobel import sobel_magnitude
+
+            self.loss_terms.append(LossTerm("edge", lambda o: (sobel_magnitude((o.x_hat + 1) / 2)
+                                                               - sobel_magnitude((o.hq + 1) / 2)).abs().mean(),
+                                            cfg.edge_weight))
         if self.disc is not None:
-            self.loss_terms.append(LossTerm("gan_g", self._gan_generator_loss, cfg.gan_weight, start=cfg.gan_start))
+            self.loss_terms.append(LossTerm("gan_g", self._gan_generator_loss, cfg.gan_weight, start=cfg.gan_start,
+                                            ramp=cfg.gan_ramp))
         else:
             notes.append("λ_G = 0: no GAN guidance")
         if self.is_main:
@@ -194,9 +234,13 @@ class GeneratorTrainer(Trainer):
         if self.disc is not None:
             d_opt, d_sched = self.make_optimizer(self.disc.parameters(), cfg.disc_learning_rate)
             self.disc, self.d_opt, self.d_sched = acc.prepare(self.disc, d_opt, d_sched)
+        self.ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if self.ema is not None:
+            acc.register_for_checkpointing(self.ema)
+        self.model_config = self.model_config.replace(vre_prompt=cfg.use_vre_prompt)
         self.one_step = OneStepGenerator(self.vae, self.unet, self.vre, self.base_scheduler.alphas_cumprod,
                                          self.model_config.timestep, "mode", identity_skip=self.model_config.identity_skip,
-                                         decoder=self.decoder)
+                                         decoder=self.decoder, vre_prompt=cfg.use_vre_prompt)
 
     # -- the two steps ----------------------------------------------------------------------------------------------
     def gan_active(self) -> bool:
@@ -208,7 +252,7 @@ class GeneratorTrainer(Trainer):
         self.disc.requires_grad_(False)
         fake = self.disc(out.z_hat, out.prompt, generator=self.generator(21))
         self.disc.requires_grad_(True)
-        return generator_gan_loss(fake.logits)
+        return generator_gan_loss(fake.logits, kind=self.cfg.gan_loss)
 
     def generator_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """Restore the batch with the model's one step, add up the loss terms, update the generator."""
@@ -216,9 +260,9 @@ class GeneratorTrainer(Trainer):
         lq, hq = random_crop_pair(batch["lq"], batch["hq"], cfg.crop_size, self.generator(), self.multiple)
         with torch.no_grad():
             z_lq = self.one_step.encode(lq)
-            codes = self.vre.tokens(batch["lq"]).embeddings  # the whole LQ face
+            codes = self.vre.tokens(batch["lq"]).embeddings if cfg.use_vre_prompt else None  # the whole LQ face
             z_hq = self.one_step.encode(hq) if self.gan_active() else None
-        prompt = self.projector(codes)
+        prompt = self.projector(codes) if codes is not None else self.one_step.prompt(lq)
         z_hat = self.one_step.restore_latent(z_lq, prompt)
         x_hat = self.one_step.decode(z_hat, clamp=False).float()  # unclamped: saturated pixels keep their gradient
         out = GeneratorOutputs(x_hat=x_hat, hq=hq.float(), z_hat=z_hat, prompt=prompt, z_hq=z_hq)
@@ -234,6 +278,8 @@ class GeneratorTrainer(Trainer):
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
+        if self.ema is not None and self.accelerator.sync_gradients:
+            self.ema.update()
         terms["loss"] = loss
         self._for_disc = (z_hq, z_hat.detach(), prompt.detach())
         return terms
@@ -242,16 +288,29 @@ class GeneratorTrainer(Trainer):
         """One update of the latent discriminator on (real z_H, fake sg(ẑ_H)), same timesteps and noise for both."""
         from ..losses.gan import discriminator_loss
 
+        cfg = self.cfg
         z_hq, z_fake, prompt = self._for_disc
         real, fake = self.accelerator.unwrap_model(self.disc).compare(z_hq, z_fake, prompt,
                                                                        generator=self.generator(22), forward=self.disc)
-        loss = discriminator_loss(real.logits, fake.logits)
+        loss = discriminator_loss(real.logits, fake.logits, kind=cfg.gan_loss)
+        logs = {}
+        if cfg.r1_weight > 0 and self.step % max(1, cfg.r1_every) == 0:
+            # lazy R1 (StyleGAN2): γ/2 · E|∇_z D(z)|² on real latents, scaled by the interval it stands for
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            z_real = z_hq.detach().requires_grad_(True)
+            with sdpa_kernel(SDPBackend.MATH):  # the fused CPU attention kernels have no double backward
+                out = self.disc(z_real, prompt, timesteps=real.timesteps, noise=real.noise)
+                grad, = torch.autograd.grad(out.logits.sum(), z_real, create_graph=True)
+            r1 = grad.float().square().flatten(1).sum(1).mean()
+            loss = loss + 0.5 * cfg.r1_weight * max(1, cfg.r1_every) * r1
+            logs["r1"] = r1
         self.accelerator.backward(loss)
         self.clip(self.disc.parameters())
         self.d_opt.step()
         self.d_sched.step()
         self.d_opt.zero_grad(set_to_none=True)
-        return {"gan_d": loss, "d_real": real.logits.mean(), "d_fake": fake.logits.mean()}
+        return {"gan_d": loss, "d_real": real.logits.mean(), "d_fake": fake.logits.mean(), **logs}
 
     def training_step(self, batch: dict) -> dict[str, float]:
         models = [self.unet, self.projector] + ([self.decoder] if self.cfg.train_vae_decoder else []) + \
@@ -269,10 +328,17 @@ class GeneratorTrainer(Trainer):
     # -- validation and export --------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, lq: torch.Tensor) -> torch.Tensor:
+        """The current model (its EMA weights when ``ema_decay`` is set) on an LQ batch."""
         unet = self.accelerator.unwrap_model(self.unet)
         unet.eval()
-        out = self.one_step(lq)
-        unet.train()
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            out = self.one_step(lq)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+            unet.train()
         return out
 
     def pipeline(self):
@@ -283,6 +349,7 @@ class GeneratorTrainer(Trainer):
         unet = self.accelerator.unwrap_model(self.unet)
         config = self.model_config.replace(
             base_model=(cfg.base or self.model_config.base_model) if cfg.unet_training == "lora" else None,
+            process_size=cfg.resolution,  # the face size it was trained at (whole faces: crop_size is None)
             lora_rank=cfg.lora_rank or self.model_config.lora_rank,
             lora_alpha=cfg.lora_alpha or self.model_config.lora_alpha,
             extra={**self.model_config.extra, "training": {"stage2_steps": self.step, "config": cfg.to_dict()}})
@@ -291,11 +358,18 @@ class GeneratorTrainer(Trainer):
         return OSDFacePipeline(self.vae, unet, vre, self.base_scheduler, config)
 
     def export(self, folder: Path) -> Path:
-        pipe = self.pipeline()
-        pipe.unet.eval()
-        t0 = time.perf_counter()
-        pipe.save_pretrained(folder)
-        pipe.unet.train()
+        """The model folder, with the EMA weights when ``ema_decay`` is set."""
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            pipe = self.pipeline()
+            pipe.unet.eval()
+            t0 = time.perf_counter()
+            pipe.save_pretrained(folder)
+            pipe.unet.train()
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
         if self.is_main:
             print(f"saved the model folder {folder} ({time.perf_counter() - t0:.1f} s)", flush=True)
         return Path(folder)

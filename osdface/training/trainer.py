@@ -83,7 +83,7 @@ class Trainer:
         self.train_set, self.val_set = build_datasets(cfg)
         self.micro_step = 0  # micro-batches seen; the optimizer step is micro_step // gradient_accumulation_steps
         self.build()
-        self._val_batch = None
+        self._val_batch = self._train_batch = None
 
     # ------------------------------------------------------------------------------------------------ to override
     def build(self) -> None:
@@ -186,19 +186,41 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ validation
     def validation_batch(self) -> dict:
         if self._val_batch is None:
-            n = min(self.cfg.num_val_images, len(self.val_set))
-            items = [self.val_set[i] for i in range(n)]
-            self._val_batch = {k: torch.stack([it[k] for it in items]) for k in ("lq", "hq")}
+            self._val_batch = self._fixed_batch(self.val_set)
         return self.to_device(self._val_batch)
 
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        batch = self.validation_batch()
+    def training_batch(self) -> dict:
+        """A fixed batch of training faces (their epoch-0 degradations): its PSNR beside the validation PSNR shows
+        over-fitting (train rising while validation stalls or falls)."""
+        if self._train_batch is None:
+            self._train_batch = self._fixed_batch(self.train_set)
+        return self.to_device(self._train_batch)
+
+    def _fixed_batch(self, dataset) -> dict:
+        """The first ``num_val_images`` items with their epoch-0 degradations (the dataset's epoch is restored)."""
+        epoch = getattr(dataset, "epoch", None)
+        if epoch is not None:
+            dataset.set_epoch(0)
+        try:
+            n = min(self.cfg.num_val_images, len(dataset))
+            items = [dataset[i] for i in range(n)]
+        finally:
+            if epoch is not None:
+                dataset.set_epoch(epoch)
+        return {k: torch.stack([it[k] for it in items]) for k in ("lq", "hq")}
+
+    def _psnr_of(self, batch: dict) -> tuple[float, torch.Tensor]:
         out = self.predict(batch["lq"])
         hq = batch["hq"]
         if out.shape[-2:] != hq.shape[-2:]:  # a model working at its own resolution (the VRE autoencoders)
             hq = torch.nn.functional.interpolate(hq, size=out.shape[-2:], mode="bilinear", align_corners=False)
-        scores = {"val_psnr": float(psnr(out, hq).mean())}
+        return float(psnr(out, hq).mean()), out
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        batch = self.validation_batch()
+        val_psnr, out = self._psnr_of(batch)
+        scores = {"val_psnr": val_psnr, "train_psnr": self._psnr_of(self.training_batch())[0]}
         if self.is_main:
             folder = self.out / "val"
             folder.mkdir(parents=True, exist_ok=True)
@@ -217,7 +239,7 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save_yaml(self.out / "config.yaml")
-        logger = MetricLogger(self.out, self.log_columns + ["val_psnr"], cfg.log_with, self.is_main,
+        logger = MetricLogger(self.out, self.log_columns + ["val_psnr", "train_psnr"], cfg.log_with, self.is_main,
                               resume_step=self.step if resume else None)
         accum = cfg.gradient_accumulation_steps
         n_batches = batches_per_epoch(len(self.train_set), cfg.batch_size, acc.num_processes)

@@ -1,0 +1,87 @@
+"""Start-up and per-face cost of the command line, as a user meets it: wall time of whole commands in fresh processes.
+
+    python benchmarks/startup.py                              # this checkout
+    python benchmarks/startup.py --checkout ../old-checkout   # another checkout of osdface (e.g. before a change)
+
+Rows: ``import osdface``; ``osdface --help``; ``osdface restore --help``; an argument error; a one-face
+``osdface restore --has_aligned`` (the bundled model, default dtype) end to end; the marginal time per face (restoring
+``--faces`` copies of the example crop minus restoring one, divided by the extra faces). Each command runs
+``--repeats`` times; the median is printed (wall seconds, and the process's user+system CPU seconds, which depend
+less on what else the machine is doing). Commands run as ``python -m osdface`` from the checkout, so that
+checkout's package is the one imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the child, return code)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode
+
+
+def median_of(cmd, cwd, repeats):
+    runs = [run(cmd, cwd) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[-1][2]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkout", default=str(REPO), help="the osdface checkout to time (default: this one)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--faces", type=int, default=8, help="faces for the marginal-cost row")
+    p.add_argument("--extra", nargs="*", default=[], help="extra options for the restore rows (e.g. --dtype fp32)")
+    args = p.parse_args(argv)
+    root = Path(args.checkout).resolve()
+    py = [sys.executable]
+    face = REPO / "examples" / "astronaut_face_lq.png"
+    tmp = Path(tempfile.mkdtemp(prefix="osdface-startup-"))
+    many = tmp / "many"
+    many.mkdir()
+    for i in range(args.faces):
+        shutil.copy(face, many / f"face_{i:02d}.png")
+    rows = [
+        ("import osdface", py + ["-c", "import osdface"]),
+        ("osdface --help", py + ["-m", "osdface", "--help"]),
+        ("osdface restore --help", py + ["-m", "osdface", "restore", "--help"]),
+        ("argument error", py + ["-m", "osdface", "restore", "-i", str(face)]),
+        ("restore 1 face", py + ["-m", "osdface", "restore", "-i", str(face), "-o", str(tmp / "o1"), "--has_aligned",
+                                 "-q", *args.extra]),
+        (f"restore {args.faces} faces", py + ["-m", "osdface", "restore", "-i", str(many), "-o", str(tmp / "o8"),
+                                              "--has_aligned", "-q", *args.extra]),
+    ]
+    print(f"checkout {root}; median of {args.repeats}; {os.cpu_count()} CPUs; {' '.join(args.extra) or 'defaults'}")
+    print("| command | wall s | CPU s |\n|---|---|---|")
+    results = {}
+    for name, cmd in rows:
+        wall, cpu, rc = median_of(cmd, root, args.repeats)
+        results[name] = (wall, cpu)
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} |" + ("" if rc in (0, 2) else f" (exit {rc})"), flush=True)
+    one, many_ = results["restore 1 face"], results[f"restore {args.faces} faces"]
+    k = args.faces - 1
+    print(f"| marginal per face | {(many_[0] - one[0]) / k:.3f} | {(many_[1] - one[1]) / k:.3f} |")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
