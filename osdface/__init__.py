@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "OSDFacePipeline": "pipeline",
+    "OSDFaceONNXPipeline": "onnx_pipeline",  # ONNX Runtime, no torch (an `osdface export-onnx` folder)
     "OneStepGenerator": "models",
     "VisualRepresentationEmbedder": "models",
     "OSDFaceConfig": "configs",

@@ -32,7 +32,9 @@ Saving
     same folder, then :func:`os.replace`), so an interrupted run never leaves
     a half-written output file.
 
-This module depends only on torch, NumPy and Pillow.
+This module depends on NumPy and Pillow; torch is imported only by the functions that make or read tensors (a
+tensor given as input means torch is already loaded), so the ONNX Runtime pipeline uses it without torch
+(:func:`to_model_arrays`, :func:`to_uint8`).
 """
 
 from __future__ import annotations
@@ -42,13 +44,16 @@ import os
 import pathlib
 import re
 import secrets
+import sys
 import threading
 import warnings
-from typing import Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = [
     "MIN_SIDE",
@@ -61,6 +66,7 @@ __all__ = [
     "list_images",
     "to_float_tensor",
     "to_float_batch",
+    "to_model_arrays",
     "tensor_to_pil",
     "tensor_to_numpy",
     "save_png",
@@ -82,7 +88,19 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
+ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]
+
+
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch (a tensor exists only once torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 class ImageInputError(ValueError):
@@ -407,7 +425,8 @@ def _check_float_range_np(arr: np.ndarray, name: str) -> None:
         )
 
 
-def _numpy_to_tensor(arr: np.ndarray, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
+def _numpy_to_float(arr: np.ndarray, name: str, min_side: int, max_pixels: int) -> np.ndarray:
+    """A checked numpy image -> (3, H, W) float32 array in [0, 1] (its own memory)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
@@ -439,11 +458,15 @@ def _numpy_to_tensor(arr: np.ndarray, name: str, min_side: int, max_pixels: int)
     elif c == 4:
         alpha = f[:, :, 3:4]
         f = f[:, :, :3] * alpha + (1.0 - alpha)  # composite over white
-    t = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1), dtype=np.float32))
-    return t.clamp_(0.0, 1.0)
+    return np.clip(np.ascontiguousarray(f.transpose(2, 0, 1), dtype=np.float32), 0.0, 1.0)
 
 
-def _torch_to_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+def _numpy_to_tensor(arr: np.ndarray, name: str, min_side: int, max_pixels: int) -> "torch.Tensor":
+    return _torch().from_numpy(_numpy_to_float(arr, name, min_side, max_pixels))
+
+
+def _torch_to_tensor(t: "torch.Tensor", name: str) -> "torch.Tensor":
+    torch = _torch()
     shape = tuple(t.shape)
     if t.dim() == 4:
         if shape[0] != 1:
@@ -494,7 +517,7 @@ def to_float_tensor(
     name: str = "image",
     min_side: int = MIN_SIDE,
     max_pixels: int = MAX_PIXELS,
-) -> torch.Tensor:
+) -> "torch.Tensor":
     """Convert one image to a ``(3, H, W)`` float32 tensor with values in ``[0, 1]``.
 
     Accepted inputs:
@@ -514,7 +537,7 @@ def to_float_tensor(
         return unit_float(_pil_to_uint8(image, name, min_side, max_pixels))
     if isinstance(image, np.ndarray):
         t = _numpy_to_tensor(image, name, min_side, max_pixels)
-    elif isinstance(image, torch.Tensor):
+    elif _is_tensor(image):
         t = _torch_to_tensor(image, name)
     else:
         raise ImageInputError(
@@ -531,7 +554,7 @@ def to_float_batch(
     *,
     min_side: int = MIN_SIDE,
     max_pixels: int = MAX_PIXELS,
-) -> list[torch.Tensor]:
+) -> list["torch.Tensor"]:
     """Convert one image or several to a list of ``(3, H, W)`` float32 tensors in [0, 1].
 
     ``images`` may be a single image (anything :func:`to_float_tensor` accepts), a
@@ -540,7 +563,7 @@ def to_float_batch(
     name the offending item as ``images[i]``.
     """
     kw = dict(min_side=min_side, max_pixels=max_pixels)
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
+    if _is_tensor(images) and images.dim() == 4:
         return [to_float_tensor(images[i], name=f"images[{i}]", **kw) for i in range(images.shape[0])]
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return [to_float_tensor(images[i], name=f"images[{i}]", **kw) for i in range(images.shape[0])]
@@ -554,46 +577,84 @@ def to_model_items(
     *,
     min_side: int = MIN_SIDE,
     max_pixels: int = MAX_PIXELS,
-) -> list[torch.Tensor]:
+) -> list["torch.Tensor"]:
     """Like :func:`to_float_batch`, but 8-bit RGB content (PIL images, uint8 HxWx3 arrays) stays a ``(3, H, W)``
     uint8 tensor: the host->device copy then moves a quarter of the bytes, and the device divides by 255 (the
     same float32 numbers as :func:`to_float_tensor`). Other inputs come back as its float32 tensors; the same
     checks apply to all, with the same messages."""
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
+    return [_to_model_item(im, name, min_side, max_pixels) for name, im in _named_items(images)]
+
+
+def to_model_arrays(
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> list[np.ndarray]:
+    """:func:`to_model_items` without torch, for the ONNX Runtime pipeline: ``(3, H, W)`` numpy arrays, uint8 for
+    8-bit RGB content (PIL images, uint8 HxWx3 arrays), float32 in [0, 1] otherwise (the same values as
+    :func:`to_float_tensor`); the same checks and messages. A torch tensor is accepted (torch is loaded then)."""
+    out = []
+    for name, im in _named_items(images):
+        if isinstance(im, Image.Image):
+            out.append(np.ascontiguousarray(_pil_to_uint8_hwc(im, name, min_side, max_pixels).transpose(2, 0, 1)))
+        elif isinstance(im, np.ndarray):
+            if im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3:
+                check_size(im.shape[1], im.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
+                out.append(np.ascontiguousarray(im.transpose(2, 0, 1)))
+            else:
+                out.append(_numpy_to_float(im, name, min_side, max_pixels))
+        elif _is_tensor(im):
+            out.append(to_float_tensor(im, name=name, min_side=min_side, max_pixels=max_pixels).cpu().numpy())
+        else:
+            raise ImageInputError(f"unsupported input type {type(im).__name__}; expected a PIL image, "
+                                  "a numpy array or a torch tensor", name)
+    return out
+
+
+def _named_items(images) -> list[tuple[str, object]]:
+    """One image or several (a list/tuple, an (N, C, H, W) tensor, an (N, H, W, C) array) -> (label, image)."""
+    if _is_tensor(images) and images.dim() == 4:
         images = [images[i] for i in range(images.shape[0])]
     elif isinstance(images, np.ndarray) and images.ndim == 4:
         images = [images[i] for i in range(images.shape[0])]
     elif not isinstance(images, (list, tuple)):
-        return [_to_model_item(images, "image", min_side, max_pixels)]
-    return [_to_model_item(im, f"images[{i}]", min_side, max_pixels) for i, im in enumerate(images)]
+        return [("image", images)]
+    return [(f"images[{i}]", im) for i, im in enumerate(images)]
 
 
-def _pil_to_uint8(image: Image.Image, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
-    """A PIL image (any mode, through :func:`to_rgb`) -> checked ``(3, H, W)`` uint8 tensor (its own memory)."""
+def _pil_to_uint8_hwc(image: Image.Image, name: str, min_side: int, max_pixels: int) -> np.ndarray:
+    """A PIL image (any mode, through :func:`to_rgb`) -> checked ``(H, W, 3)`` uint8 array (its own memory)."""
     try:
         rgb = to_rgb(image)
     except ImageInputError as exc:
         raise ImageInputError(exc.reason, name) from None
     arr = np.array(rgb, dtype=np.uint8)  # a writable copy of one byte per value
     check_size(arr.shape[1], arr.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
-    return torch.from_numpy(arr).permute(2, 0, 1)
+    return arr
 
 
-def _to_model_item(image, name: str, min_side: int, max_pixels: int) -> torch.Tensor:
+def _pil_to_uint8(image: Image.Image, name: str, min_side: int, max_pixels: int) -> "torch.Tensor":
+    """A PIL image (any mode, through :func:`to_rgb`) -> checked ``(3, H, W)`` uint8 tensor (its own memory)."""
+    return _torch().from_numpy(_pil_to_uint8_hwc(image, name, min_side, max_pixels)).permute(2, 0, 1)
+
+
+def _to_model_item(image, name: str, min_side: int, max_pixels: int) -> "torch.Tensor":
     if isinstance(image, Image.Image):
         return _pil_to_uint8(image, name, min_side, max_pixels)
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         check_size(image.shape[1], image.shape[0], name=name, min_side=min_side, max_pixels=max_pixels)
-        return torch.from_numpy(image.copy()).permute(2, 0, 1)
+        return _torch().from_numpy(image.copy()).permute(2, 0, 1)
     return to_float_tensor(image, name=name, min_side=min_side, max_pixels=max_pixels)
 
 
-def unit_float(t: torch.Tensor) -> torch.Tensor:
+def unit_float(t: "torch.Tensor") -> "torch.Tensor":
     """An item of :func:`to_model_items` (or a batch of them) -> float32 in [0, 1], on its device."""
-    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    return t.float() / 255.0 if t.dtype == _torch().uint8 else t.float()
 
 
-def _as_chw(t: torch.Tensor) -> torch.Tensor:
+def _as_chw(t: "torch.Tensor") -> "torch.Tensor":
+    torch = _torch()
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(t).__name__}")
     if t.dim() == 4 and t.shape[0] == 1:
@@ -604,7 +665,7 @@ def _as_chw(t: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(t, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
 
 
-def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+def tensor_to_pil(t: "torch.Tensor") -> Image.Image:
     """``(3, H, W)`` (or ``(1, 3, H, W)``) float tensor in [0, 1] -> 8-bit RGB PIL image.
 
     Values are clamped to [0, 1] (NaN -> 0) and rounded to the nearest level
@@ -614,12 +675,13 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8_hwc(_as_chw(t)[None])[0].numpy())
 
 
-def to_uint8_hwc(t: torch.Tensor) -> torch.Tensor:
+def to_uint8_hwc(t: "torch.Tensor") -> "torch.Tensor":
     """``(N, 3, H, W)`` float tensor in [0, 1] -> ``(N, H, W, 3)`` uint8, on the tensor's own device.
 
     The one rounding rule of this module: NaN -> 0, clamp to [0, 1], ``floor(x * 255 + 0.5)``. The pipeline
     quantises on the GPU with it, so that the device->host copy moves a quarter of the bytes of float32.
     """
+    torch = _torch()
     f = torch.nan_to_num(t.float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
     return torch.floor(f * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
@@ -641,9 +703,9 @@ def as_rgb_uint8(image) -> np.ndarray:
     contiguous (H, W, 3) uint8 RGB array (alpha dropped, grey repeated); :func:`to_uint8` rounds floats."""
     if isinstance(image, Image.Image):
         return np.asarray(to_rgb(image))
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
         t = image.detach().cpu()
-        image = t.numpy() if t.dtype == torch.uint8 else t.float().numpy()
+        image = t.numpy() if t.dtype == _torch().uint8 else t.float().numpy()
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):  # channels first
         arr = arr.transpose(1, 2, 0)
@@ -656,12 +718,12 @@ def as_rgb_uint8(image) -> np.ndarray:
     return np.ascontiguousarray(to_uint8(arr[..., :3]))
 
 
-def uint8_batch_to_pil(u8: torch.Tensor) -> list[Image.Image]:
-    """``(N, H, W, 3)`` uint8 CPU tensor (from :func:`to_uint8_hwc`) -> N RGB PIL images."""
-    return [Image.fromarray(a) for a in u8.numpy()]
+def uint8_batch_to_pil(u8) -> list[Image.Image]:
+    """``(N, H, W, 3)`` uint8 CPU tensor (from :func:`to_uint8_hwc`) or array -> N RGB PIL images."""
+    return [Image.fromarray(a) for a in (u8 if isinstance(u8, np.ndarray) else u8.numpy())]
 
 
-def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
+def tensor_to_numpy(t: "torch.Tensor") -> np.ndarray:
     """``(3, H, W)`` (or ``(1, 3, H, W)``) tensor -> HxWx3 float32 array, clamped to [0, 1]."""
     return np.ascontiguousarray(_as_chw(t).permute(1, 2, 0).numpy(), dtype=np.float32)
 

@@ -2,6 +2,7 @@
 this module; nothing else decides how a face is restored or where a restored file goes.
 
     pipe = load_pipeline()                                        # the bundled nano model (or any model folder / Hub id)
+    pipe = load_pipeline("nano-onnx", backend="onnx")             # an `osdface export-onnx` folder, ONNX Runtime
     result = restore_image(pipe, photo, mode="auto")              # one image in memory → RestoreResult
     results = restore_many(pipe, [dict(image=a), dict(image=b)])  # several images, their faces in one model call
     summary = restore_files(pipe, paths, "out", aligned=False)    # image files → the output folders below
@@ -55,19 +56,30 @@ from . import image_io
 from .faces.color import COLOR_FIX_METHODS
 
 MODES = ("auto", "aligned", "photo")
+BACKENDS = ("torch", "onnx")
 
-__all__ = ["MODES", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
+__all__ = ["MODES", "BACKENDS", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
            "restore_aligned", "restore_image", "restore_many", "restore_files", "output_names", "photo_output_paths",
            "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX"]
 
 
 # ----------------------------------------------------------------------------------------------------- the model
 def load_pipeline(model: str | os.PathLike | None = None, *, device="auto", dtype="auto",
-                  base_model: str | None = None, local_files_only: bool | None = None, fuse_lora: bool = True):
+                  base_model: str | None = None, local_files_only: bool | None = None, fuse_lora: bool = True,
+                  backend: str = "torch"):
     """The model to restore with: ``model`` (folder or Hub id), else ``$OSDFACE_MODEL``, else the bundled nano;
     ``device`` / ``dtype`` as :func:`osdface.devices.pick_device` / :func:`~osdface.devices.resolve_dtype` take
     them. Raises :class:`~osdface.weights.MissingWeightsError` with one line when the model cannot be loaded, and
-    ``ValueError`` for an unusable device or dtype."""
+    ``ValueError`` for an unusable device or dtype.
+
+    ``backend="onnx"``: ``model`` is a folder written by ``osdface export-onnx``, run by
+    :class:`~osdface.onnx_pipeline.OSDFaceONNXPipeline` (ONNX Runtime; torch is not imported). ``device``: auto,
+    cpu, cuda, coreml/mps or dml; ``dtype`` must be auto or fp32 (the export fixes the precision);
+    ``ImportError`` (one line) when ONNX Runtime is not installed."""
+    if backend == "onnx":
+        return _load_onnx_pipeline(model, device=device, dtype=dtype)
+    if backend != "torch":
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     from .configs import OSDFaceConfig
     from .devices import pick_device, resolve_dtype
     from .pipeline import OSDFacePipeline
@@ -87,6 +99,30 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device="auto", dtyp
         if isinstance(err, ValueError) and "fp16 needs a GPU" in str(err):
             raise
         raise MissingWeightsError(f"cannot load the model {name}: {first_line(err)}") from None
+    pipe.name = name
+    return pipe
+
+
+def _load_onnx_pipeline(model, *, device, dtype):
+    from .onnx_pipeline import OSDFaceONNXPipeline, import_onnxruntime, is_onnx_folder
+    from .weights import MissingWeightsError, default_model, first_line
+
+    if str(dtype or "auto") not in ("auto", "fp32", "float32"):
+        raise ValueError(f"dtype {dtype}: the ONNX backend runs the precision the folder was exported with (fp32, or "
+                         "the fp16 graphs of `osdface export-onnx --fp16`); --dtype is for the torch backend")
+    name = default_model(model)
+    if not is_onnx_folder(Path(name).expanduser()):
+        raise MissingWeightsError(f"{name} is not an ONNX export (it has no osdface_onnx.json): make one with "
+                                  f"`osdface export-onnx --model {model or 'MODEL'} --out DIR` and pass --model DIR")
+    import_onnxruntime()  # ImportError with the install line
+    try:
+        pipe = OSDFaceONNXPipeline(Path(name).expanduser(), device="auto" if device is None else str(device))
+    except ValueError as err:
+        if str(err).startswith(("device", "unknown device")):
+            raise
+        raise MissingWeightsError(f"cannot load the ONNX export {name}: {first_line(err)}") from None
+    except Exception as err:  # unreadable JSON, a missing or damaged graph (ONNX Runtime's own error types)
+        raise MissingWeightsError(f"cannot load the ONNX export {name}: {first_line(err)}") from None
     pipe.name = name
     return pipe
 

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let users type any model folder / Hub id (default: on for 127.0.0.1, off otherwise; "
                         "$OSDFACE_ALLOW_CUSTOM_MODELS)")
     p.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda, mps")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: --model is an `osdface export-onnx` folder, run by ONNX Runtime "
+                        "(torch not needed, e.g. on a CPU Space)")
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="default dtype (auto: fp16 on CUDA, else fp32)")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; a Space: 0.0.0.0)")
     p.add_argument("--port", type=int, default=None, help="port (default: a free one; a Space: 7860)")
@@ -102,8 +105,9 @@ def prepare(argv: list[str] | None = None):
 
     try:
         restorer = DemoRestorer(args.model, device=args.device, dtype=args.dtype, detector=args.detector,
-                                models=tuple(extra), allow_custom_models=allow_custom, max_pixels=args.max_pixels)
-    except (MissingWeightsError, DemoInputError, ValueError, RuntimeError) as err:
+                                models=tuple(extra), allow_custom_models=allow_custom, max_pixels=args.max_pixels,
+                                backend=args.backend)
+    except (MissingWeightsError, DemoInputError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     batch = {"auto": None, "on": True, "off": False}[args.batch]

@@ -20,9 +20,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .. import image_io
@@ -32,6 +32,9 @@ from ..faces.detection import FaceDetector, get_detector
 from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image, restore_many
 from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
 from .launch import DEFAULT_MAX_PIXELS, DTYPES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 logger = logging.getLogger("osdface.app")
 
@@ -102,9 +105,11 @@ class DemoRestorer:
     def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device | None = "auto",
                  dtype: str = "auto", detector: str | FaceDetector = "auto", models: tuple[str, ...] = (),
                  allow_custom_models: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 output_dir: str | os.PathLike | None = None, cache_size: int = 1):
+                 output_dir: str | os.PathLike | None = None, cache_size: int = 1, backend: str = "torch"):
+        # backend "onnx": the models are `osdface export-onnx` folders run by ONNX Runtime (no torch needed)
+        self.backend = backend
         try:
-            self.device = pick_device(device)
+            self.device = device if backend == "onnx" else pick_device(device)
         except ValueError as err:
             raise DemoInputError(str(err)) from None
         self.default_model = default_model(model)
@@ -112,11 +117,14 @@ class DemoRestorer:
         self.allow_custom_models = bool(allow_custom_models)
         self.max_pixels = int(max_pixels)
         self.cache_size = int(cache_size)
-        offered = [self.default_model, str(BUNDLED_NANO), *[str(m) for m in models]]
+        bundled = [str(BUNDLED_NANO)] if backend != "onnx" else []  # (the bundled nano is a torch model folder)
+        offered = [self.default_model, *bundled, *[str(m) for m in models]]
         self.models = list(dict.fromkeys(offered))  # unique, in order
         self._lock = threading.RLock()
         self._pipes: OrderedDict[tuple[str, str], object] = OrderedDict()
         self._default_pipe = self._load(self.default_model, self.default_dtype)  # once, at start-up
+        if backend == "onnx":
+            self.device = self._default_pipe.device  # where ONNX Runtime runs ("cpu"/"cuda", with .type)
         self.detector = detector if isinstance(detector, FaceDetector) else get_detector(detector)
         self._detect_lock = threading.Lock()
         self._own_output = output_dir is None
@@ -128,6 +136,11 @@ class DemoRestorer:
         dtype = dtype or "auto"
         if dtype not in DTYPES:
             raise DemoInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        if self.backend == "onnx":
+            if dtype not in ("auto", "fp32"):
+                raise DemoInputError("the ONNX backend runs the precision its folder was exported with; dtype "
+                                     "choices are for the torch backend")
+            return "fp32"
         try:
             return resolve_dtype(dtype, self.device, cpu_bf16=False)
         except ValueError as err:
@@ -141,7 +154,7 @@ class DemoRestorer:
     def _load(self, model: str, dtype: str):
         logger.info("loading model %s (%s, %s)", model, self.device, dtype)
         t0 = time.perf_counter()
-        pipe = load_pipeline(model, device=self.device, dtype=dtype, fuse_lora=True)
+        pipe = load_pipeline(model, device=self.device, dtype=dtype, fuse_lora=True, backend=self.backend)
         logger.info("model %s loaded in %.1f s", model, time.perf_counter() - t0)
         return pipe
 
@@ -161,7 +174,7 @@ class DemoRestorer:
                 return self._pipes[key]
             try:
                 pipe = self._load(model, dtype)
-            except (MissingWeightsError, ValueError) as err:
+            except (MissingWeightsError, ValueError, ImportError) as err:
                 raise DemoInputError(str(err)) from None
             self._pipes[key] = pipe
             while len(self._pipes) > self.cache_size:
@@ -202,8 +215,8 @@ class DemoRestorer:
             if isinstance(image, Image.Image):
                 rgb = image_io.to_rgb(image)
             else:
-                arr = np.asarray(image)
-                rgb = image_io.tensor_to_pil(image_io.to_float_tensor(arr, max_pixels=self.max_pixels))
+                chw = image_io.to_model_arrays(np.asarray(image), max_pixels=self.max_pixels)[0]
+                rgb = Image.fromarray(image_io.to_uint8(chw.transpose(1, 2, 0)))
             image_io.check_size(rgb.width, rgb.height, max_pixels=self.max_pixels)
             return rgb, "image"
         except image_io.ImageInputError as err:
@@ -221,6 +234,8 @@ class DemoRestorer:
             raise DemoInputError(f"unknown colour fix {color_fix_method!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
         if latent_mode not in LATENT_MODES:
             raise DemoInputError(f"unknown latent mode {latent_mode!r}; use one of {', '.join(LATENT_MODES)}")
+        if latent_mode == "sample" and self.backend == "onnx":
+            raise DemoInputError("a sampled latent needs the torch backend (the ONNX graphs compute its mode)")
         try:
             upscale, fidelity = float(upscale), float(fidelity)
             seed = int(seed)
@@ -304,7 +319,11 @@ class DemoRestorer:
             groups.setdefault(req.group(), []).append(i)
         for (model, dtype, latent_mode, seed), members in groups.items():
             pipe = self.pipeline(model, dtype)
-            generator = torch.Generator(device=pipe.device).manual_seed(seed) if latent_mode == "sample" else None
+            generator = None
+            if latent_mode == "sample":  # (the torch backend: request() refuses it for ONNX)
+                import torch
+
+                generator = torch.Generator(device=pipe.device).manual_seed(seed)
             t0 = time.perf_counter()
             if len(members) == 1:
                 req = requests[members[0]]

@@ -4,6 +4,7 @@
                                                                --has_aligned); the bundled nano model by default
     osdface convert ...                                        the authors' released weights → a model folder
     osdface convert-dists / convert-dlib                       helper networks' weights → safetensors
+    osdface export-onnx --out DIR                              the model as ONNX graphs (restore --backend onnx)
     osdface degrade / eval / evaluate-model                    benchmark sets and the paper's metrics
     osdface train-vae / train-vre / train                      the three training stages
     osdface deploy-space                                       the demo as a Hugging Face Space
@@ -18,9 +19,9 @@ import argparse
 import os
 import sys
 
-from . import convert, data, eval as eval_cmds, restore, space, train
+from . import convert, data, eval as eval_cmds, export, restore, space, train
 
-COMMAND_MODULES = (restore, convert, data, eval_cmds, train, space)
+COMMAND_MODULES = (restore, convert, export, data, eval_cmds, train, space)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@
     osdface restore -i photos/ -o out --upscale 2 --color_fix wavelet    # whole photos
     osdface restore -i faces/ -o out --has_aligned --model ./osdface-sd21 --device cuda --dtype fp16
     osdface restore -i clip.mp4 -o out --save-frames                     # a video → out/final_results/clip.mp4
+    osdface restore -i faces/ -o out --has_aligned --backend onnx --model ./nano-onnx   # ONNX Runtime, no torch
 
 The work is :func:`osdface.restore.restore_files` (images) and :func:`osdface.restore.restore_video` (videos, told
 from images by their content: :func:`osdface.restore.classify_inputs`); their docstrings have the output layout.
@@ -39,7 +40,11 @@ def add_parsers(sub) -> None:
     r.add_argument("--has_aligned", "--has-aligned", dest="has_aligned", action="store_true",
                    help="inputs are FFHQ-aligned face crops (restored at 512x512); without it: whole photos")
     r.add_argument("--model", default=None,
-                   help="model folder or Hub id (default: $OSDFACE_MODEL, else the bundled nano model)")
+                   help="model folder or Hub id (default: $OSDFACE_MODEL, else the bundled nano model); with "
+                        "--backend onnx: a folder written by `osdface export-onnx`")
+    r.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: an exported folder run by ONNX Runtime (fp32 or the export's "
+                        "fp16 graphs; --device auto/cpu/cuda/mps(CoreML); torch is not needed)")
     r.add_argument("--base-model", "--base_model", dest="base_model", default=None,
                    help="override the model's SD 2.1-base (Hub id or local folder with vae/ unet/ scheduler/)")
     add_device_options(r)
@@ -95,11 +100,15 @@ def add_parsers(sub) -> None:
 def cmd_restore(args) -> int:
     from .. import image_io
 
-    device = pick_device_or_report(args.device)
+    onnx = args.backend == "onnx"
+    device = args.device if onnx else pick_device_or_report(args.device)
     if device is None:
         return 2
     from ..restore import classify_inputs
 
+    if onnx and args.latent_mode == "sample":
+        err("--latent-mode sample needs the torch backend (the ONNX graphs compute the latent's mode)")
+        return 2
     try:
         inputs, videos, skipped = classify_inputs(args.input)
     except image_io.ImageInputError as e:
@@ -125,15 +134,19 @@ def cmd_restore(args) -> int:
     try:
         t0 = time.perf_counter()
         pipe = load_pipeline(args.model, device=device, dtype=args.dtype, base_model=args.base_model,
-                             local_files_only=args.local_files_only, fuse_lora=not args.no_fuse)
+                             local_files_only=args.local_files_only, fuse_lora=not args.no_fuse,
+                             backend=args.backend)
         load_s = time.perf_counter() - t0
-    except (MissingWeightsError, ValueError) as e:
+    except (MissingWeightsError, ValueError, ImportError) as e:
         err(str(e))
         return 2
-    from ..devices import dtype_name
+    if onnx:
+        print(f"model {pipe.name}: {pipe.describe()}, loaded in {load_s:.1f} s", file=sys.stderr)
+    else:
+        from ..devices import dtype_name
 
-    print(f"model {pipe.name} ({pipe.config.preset}) on {device} {dtype_name(pipe.dtype)}, loaded in "
-          f"{load_s:.1f} s", file=sys.stderr)
+        print(f"model {pipe.name} ({pipe.config.preset}) on {device} {dtype_name(pipe.dtype)}, loaded in "
+              f"{load_s:.1f} s", file=sys.stderr)
     detector = None
     if not args.has_aligned or videos:
         from ..faces.detection import get_detector

@@ -84,16 +84,24 @@ class Codebook(nn.Module):
         zq = self.embedding(idx).transpose(1, 2).reshape(b, d, h, w)
         return idx.reshape(b, h, w), zq
 
-    def prompt_tokens(self, z: torch.Tensor, num_tokens: int = 77) -> PromptTokens:
-        """(B, D, H, W) features → the prompt rule's (B, num_tokens, D) code vectors (zero rows past the last code)."""
+    def distances(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) features → (B, H·W, K) float32 squared distances to every code: the prompt rule's input.
+        The ONNX export computes exactly this (and its per-position min / argmin) inside its VRE graph."""
         b, d = z.shape[:2]
         # (B, HW, D) contiguous, positions in row-major order: the release's layout, so the matmul rounds alike
         feats = z.permute(0, 2, 3, 1).contiguous().view(b, -1, d)
         # distances in float32 even for a bf16/fp16 model: the ordering decides which codes are kept
-        dist = squared_distances(feats.float(), self.weight.float())
-        indices, valid = select_unique_codes(dist, num_tokens)
-        emb = self.embedding(indices.clamp(min=0)) * valid.unsqueeze(-1).to(self.weight.dtype)
-        return PromptTokens(emb, indices, valid)
+        return squared_distances(feats.float(), self.weight.float())
+
+    def embed(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, T) code indices, -1 for padding → (B, T, D) code vectors with zero rows for the padding."""
+        valid = indices >= 0
+        return self.embedding(indices.clamp(min=0)) * valid.unsqueeze(-1).to(self.weight.dtype)
+
+    def prompt_tokens(self, z: torch.Tensor, num_tokens: int = 77) -> PromptTokens:
+        """(B, D, H, W) features → the prompt rule's (B, num_tokens, D) code vectors (zero rows past the last code)."""
+        indices, valid = select_unique_codes(self.distances(z), num_tokens)
+        return PromptTokens(self.embed(indices), indices, valid)
 
     # -- training (stage 1): vector quantisation with a straight-through gradient -----------------------------------
     def quantize(self, z: torch.Tensor, beta: float = 0.25) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

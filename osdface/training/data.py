@@ -56,8 +56,9 @@ def _split_indices(names: list[str], cfg: TrainConfig) -> tuple[list[int], list[
 
 
 class EpochSampler(Sampler):
-    """This process's indices of epoch ``epoch``: a permutation seeded by (seed, epoch), sharded by rank, starting
-    after ``skip`` of this process's samples (exact resume without loading the skipped items)."""
+    """This process's indices of epoch ``epoch``: a permutation seeded by (seed, epoch), sharded by rank (every
+    ``world``-th index from ``rank``: disjoint shards), starting after ``skip`` of this process's samples (exact resume
+    without loading the skipped items)."""
 
     def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0):
         self.n, self.seed, self.epoch, self.rank, self.world, self.skip = n, seed, epoch, rank, world, skip
@@ -66,7 +67,8 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
         per_rank = self.n // self.world  # drop the tail so every process sees the same number of samples
-        return perm[self.rank * per_rank:(self.rank + 1) * per_rank][self.skip:]
+        # interleaved: step k of N processes with batch b covers the samples one process with batch N·b would see
+        return perm[self.rank::self.world][:per_rank][self.skip:]
 
     def __iter__(self):
         return iter(self.indices())

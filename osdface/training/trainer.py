@@ -63,6 +63,14 @@ def image_grid(rows: list[list[torch.Tensor]]) -> Image.Image:
     return Image.fromarray(grid.permute(1, 2, 0).cpu().numpy())
 
 
+def cpu_processes() -> bool:
+    """Whether this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without a GPU:
+    accelerate must then be told ``cpu=True`` to join them (gloo), or every process trains alone."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     """A CPU generator for the random choices of one step (crops, noise): depends only on (seed, step, salt)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2 ** 63))
@@ -74,7 +82,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None):
         self.cfg = cfg
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
-                                                      gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+                                                      gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                                                      cpu=cpu_processes())
         set_seed(cfg.seed)  # model initialisation; per-step randomness uses step_generator
         if cfg.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {cfg.lr_schedule!r}")
