@@ -106,8 +106,8 @@ def my_epoch_indices(n, seed, epoch, rank, world):
     g = torch.Generator()
     g.manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g)
-    shards = order[: (n // world) * world].reshape(world, n // world)
-    return shards[rank].tolist()
+    dealt = order[: (n // world) * world].reshape(n // world, world)  # row k: the k-th "round" of dealing
+    return dealt[:, rank].tolist()
 
 
 def my_similarity(src, dst):
@@ -177,7 +177,8 @@ def wrong_warmup(step, warmup):
 
 
 def wrong_epoch_indices(n, seed, epoch, rank, world):
-    return my_epoch_indices(n, seed, epoch, 0, 1)[rank::world][: n // world]  # interleaved, not contiguous shards
+    per = n // world
+    return my_epoch_indices(n, seed, epoch, 0, 1)[rank * per:(rank + 1) * per]  # contiguous, not dealt in turns
 
 
 def wrong_similarity(src, dst):

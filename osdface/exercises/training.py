@@ -6,8 +6,10 @@
 
 ``check_epoch_indices(fn)``: ``fn(n, seed, epoch, rank, world) -> list[int]``, the samples one process sees in one
 epoch: a permutation of ``range(n)`` from ``torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003
-+ epoch))``, cut into ``world`` equal shards of ``n // world`` (the tail dropped), shard number ``rank`` — graded
-against :class:`osdface.training.data.EpochSampler` (what makes multi-GPU runs and exact resumes reproducible).
++ epoch))``, dealt out like cards: process ``rank`` takes every ``world``-th entry starting at position ``rank``,
+``n // world`` of them (the tail dropped) — graded against :class:`osdface.training.data.EpochSampler` (what makes
+multi-process runs and exact resumes reproducible: step k of N processes then covers the samples that one process
+with an N times larger batch would see).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ WARMUP_HINTS = Hints(
     code="return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)")
 EPOCH_HINTS = Hints(
     concept=("every process draws the same permutation of range(n) (one generator seeded with seed · 100003 + "
-             "epoch), cuts it into `world` contiguous shards of n // world samples (the tail that does not fill a "
-             "shard is dropped) and keeps shard number `rank`."),
+             "epoch) and the processes take turns, like dealing cards: process `rank` gets the entries at positions "
+             "rank, rank + world, rank + 2·world, … and keeps n // world of them, so that all processes do the same "
+             "number of steps."),
     code=("g = torch.Generator().manual_seed(seed * 100_003 + epoch); perm = torch.randperm(n, generator=g).tolist(); "
-          "per = n // world; return perm[rank * per:(rank + 1) * per]."))
+          "return perm[rank::world][:n // world]."))
 
 
 def warmup_cases() -> list[Case]:
@@ -80,8 +83,11 @@ def diagnose_epoch(got, case: Case) -> str | None:
     import torch
 
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    if got == perm[rank::world][: n // world]:
-        return "interleaved shards (every world-th sample): the shards are contiguous slices of the permutation."
+    per = n // world
+    if got == perm[rank * per:(rank + 1) * per]:
+        return ("contiguous shards (one block of the permutation per process): the processes take turns instead, "
+                "every world-th entry starting at position rank, so that one step of all processes together covers "
+                "what one process with a larger batch would see.")
     if sorted(got) == sorted(case.expected.tolist()):
         return "the right samples in the wrong order: keep the permutation's order inside the shard."
     if len(set(got)) != len(got):
