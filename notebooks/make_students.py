@@ -1,4 +1,5 @@
-"""Derive the student notebooks (``notebooks/NN_*.ipynb``) from the solutions (``notebooks/solutions/NN_*.ipynb``).
+"""Derive the student notebooks (``notebooks/NN_*.ipynb``) from the solutions (``notebooks/solutions/NN_*.ipynb``),
+and write the folder a teacher hands out.
 
 The solutions are the only copy anyone edits. In a code cell tagged ``solution`` the lines between
 ``# BEGIN SOLUTION`` and ``# END SOLUTION`` become a starter stub (the same indentation)::
@@ -7,10 +8,17 @@ The solutions are the only copy anyone edits. In a code cell tagged ``solution``
     raise NotImplementedError
 
 and the markers go away; every other cell is copied as it is, outputs and execution counts cleared. A markdown cell
-tagged ``solution`` (a worked answer in prose) is left out of the student copy.
+tagged ``solution`` (a worked answer in prose, e.g. the answers to "check your understanding") is left out of the
+student copy.
 
-    python notebooks/make_students.py            # (re)write the student copies
-    python notebooks/make_students.py --check    # exit 1 if a student copy is missing or differs (tests use it)
+    python notebooks/make_students.py              # (re)write the student copies next to solutions/
+    python notebooks/make_students.py --check      # exit 1 if a student copy is missing or differs (tests use it)
+    python notebooks/make_students.py --out DIR    # the student download: DIR holds only the student notebooks,
+                                                   # the public-domain example images (examples/) and a README;
+                                                   # no solutions/, no teacher guide, no face photos
+
+``--out`` refuses a folder inside ``notebooks/`` and a non-empty folder it did not write (it leaves a marker file),
+and checks what it wrote: no cell tagged ``solution``, no solution marker, no output.
 """
 
 from __future__ import annotations
@@ -18,11 +26,31 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "examples"
+MARKER = ".osdface-students"  # marks a folder written by --out (only such a folder is ever rewritten)
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+STUDENT_README = """# OSDFace course: student notebooks
+
+Notebooks `00_overview` … `08_final_project` teach OSDFace (one-step diffusion face restoration, CVPR 2025) by
+running it. Start with `00_overview.ipynb`.
+
+1. Install the library (Python 3.11): `pip install osdface` from the copy your teacher names, or
+   `pip install -r requirements.txt` in a checkout of the osdface repository; then `pip install jupyterlab`.
+2. Start Jupyter in this folder: `jupyter lab` (the notebooks find the example face in `examples/`).
+3. Run each notebook top to bottom. The first code cell holds its parameters; the defaults run on a laptop CPU.
+
+**Exercises.** Replace `raise NotImplementedError` in the marked cells with your code, then run the `check_…` cell
+below it. It prints ✓, or the first failing case with what went wrong and a hint; `check_…(your_function,
+hint_level=2)` adds code-level help when you are stuck. The questions under *Check your understanding* are for you
+(and for discussion in class).
+
+`examples/`: public-domain pictures (a NASA portrait) and pictures generated from it; `examples/README.md` says how.
+"""
 STUB = ["# your code here", "raise NotImplementedError"]
 
 
@@ -81,11 +109,74 @@ def dumps(nb: dict) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def leaks(nb: dict) -> list[str]:
+    """What a student copy must not contain: solution-tagged cells, solution markers, outputs."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        where = f"cell {cell.get('id', i)}"
+        if "solution" in cell.get("metadata", {}).get("tags", []) and cell["cell_type"] == "markdown":
+            found.append(f"{where}: a markdown cell tagged 'solution'")
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if BEGIN in text or END in text:
+            found.append(f"{where}: a solution marker")
+        if cell.get("outputs"):
+            found.append(f"{where}: outputs")
+    return found
+
+
+def write_student_folder(out: Path, root: Path = HERE, examples: Path = EXAMPLES) -> list[Path]:
+    """The student download in ``out``: the student notebooks, ``examples/`` and a README. Returns the files."""
+    out = Path(out).resolve()
+    root = Path(root).resolve()
+    if out == root or root in out.parents:
+        raise NotebookError(f"{out} is inside {root}: choose a folder outside the notebooks (the teacher's copy)")
+    if out.exists() and not out.is_dir():
+        raise NotebookError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise NotebookError(f"{out} is not empty and was not written by make_students.py; choose another --out")
+        shutil.rmtree(out)
+    sources = sorted((root / "solutions").glob("*.ipynb"))
+    if not sources:
+        raise NotebookError(f"no notebooks in {root / 'solutions'}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by notebooks/make_students.py --out; rewritten by the next run\n")
+    written = []
+    for src in sources:
+        student = student_notebook(json.loads(src.read_text(encoding="utf-8")), src.name)
+        bad = leaks(student)
+        if bad:
+            raise NotebookError(f"{src.name}: the student copy would leak: {'; '.join(bad)}")
+        (out / src.name).write_text(dumps(student), encoding="utf-8")
+        written.append(out / src.name)
+    if examples.is_dir():  # public-domain / generated pictures only (never face photos: they are not in the repo)
+        (out / "examples").mkdir()
+        for p in sorted(examples.iterdir()):
+            if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".md"):
+                shutil.copyfile(p, out / "examples" / p.name)
+                written.append(out / "examples" / p.name)
+    (out / "README.md").write_text(STUDENT_README, encoding="utf-8")
+    written.append(out / "README.md")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report student copies that differ")
     parser.add_argument("--root", type=Path, default=HERE, help="the notebooks folder (holds solutions/)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the student download into this folder (student notebooks, examples, README)")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        try:
+            files = write_student_folder(args.out, args.root)
+        except NotebookError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        notebooks = [p for p in files if p.suffix == ".ipynb"]
+        print(f"wrote {len(notebooks)} student notebooks and {len(files) - len(notebooks)} other files to "
+              f"{args.out} (no solutions, no teacher guide)")
+        return 0
     sources = sorted((args.root / "solutions").glob("*.ipynb"))
     if not sources:
         print(f"no notebooks in {args.root / 'solutions'}", file=sys.stderr)

@@ -114,6 +114,9 @@ class OSDFacePipeline:
             weights, lora_config = lora_utils.read_lora_folder(folder / "unet_lora")
             lora_utils.add_lora(unet, lora_config, weights)
         pipe = cls(vae, unet, vre, scheduler, config)
+        # the card's terms, kept when the model is saved again even if its config predates license_name/link
+        # (the bundled nano's does)
+        pipe.card_license = read_card_license(folder)
         pipe.to(device=device, dtype=dtype)
         if fuse_lora:
             pipe.fuse_lora()
@@ -313,10 +316,11 @@ class OSDFacePipeline:
             self.unet.save_pretrained(out / "unet")
         if full_base:
             self.vae.save_pretrained(out / "vae")
+        kept = getattr(self, "card_license", None) or {}  # a loaded folder's card, for configs without the fields
         card = make_model_card(config, unet_stored="lora" if self.has_lora else "full",
                                base_stored=full_base, repo_or_folder=repo_id or str(out),
-                               license_name=license_name or config.license_name,
-                               license_link=license_link or config.license_link)
+                               license_name=license_name or config.license_name or kept.get("license_name"),
+                               license_link=license_link or config.license_link or kept.get("license_link"))
         card.save(out / "README.md")
         return out
 
@@ -331,6 +335,26 @@ class OSDFacePipeline:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
                                      repo_type="model", create_pr=create_pr)
+
+
+def read_card_license(folder: str | os.PathLike) -> dict:
+    """``license_name`` / ``license_link`` from a model folder's card (README.md YAML header); {} when absent."""
+    path = Path(folder) / "README.md"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if not text.startswith("---\n") or text.find("\n---", 4) < 0:
+        return {}
+    import yaml
+
+    try:
+        header = yaml.safe_load(text[4:text.find("\n---", 4)])
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(header, dict):
+        return {}
+    return {k: str(header[k]) for k in ("license_name", "license_link") if header.get(k)}
 
 
 __all__ = ["OSDFacePipeline", "MissingWeightsError"]

@@ -4,6 +4,7 @@ this module; nothing else decides how a face is restored or where a restored fil
     pipe = load_pipeline()                                        # the bundled nano model (or any model folder / Hub id)
     pipe = load_pipeline("nano-onnx", backend="onnx")             # an `osdface export-onnx` folder, ONNX Runtime
     result = restore_image(pipe, photo, mode="auto")              # one image in memory → RestoreResult
+    results = restore_many(pipe, [dict(image=a), dict(image=b)])  # several images, their faces in one model call
     summary = restore_files(pipe, paths, "out", aligned=False)    # image files → the output folders below
 
 Modes
@@ -13,6 +14,11 @@ Modes
     square and its best face's 5 landmarks lie where the FFHQ template puts them at that size (mean distance below
     10 % of the side, and the similarity transform between them scales by 0.75–1.33), or when it is square and no
     face is found (a tight or heavily degraded crop often defeats the detector); a whole photo otherwise.
+
+Options shared by every entry point: ``upscale`` (whole photos: the background enlarged by any factor >= 1,
+Lanczos), ``color_fix`` (none | adain | wavelet: pull the restored colours toward the input), ``fidelity`` w ∈ [0, 1]
+(each restored face blended with its aligned input crop, ``w · restored + (1 − w) · input``, after the colour fix
+and before the paste-back; 1, the default, is the model's output as the paper uses it).
 
 Output layout of :func:`restore_files` (CodeFormer's, plus ``cmp/``)::
 
@@ -53,7 +59,7 @@ MODES = ("auto", "aligned", "photo")
 BACKENDS = ("torch", "onnx")
 
 __all__ = ["MODES", "BACKENDS", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
-           "restore_aligned", "restore_image", "restore_files", "output_names", "photo_output_paths",
+           "restore_aligned", "restore_image", "restore_many", "restore_files", "output_names", "photo_output_paths",
            "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX"]
 
 
@@ -170,7 +176,7 @@ class RestoreResult:
     mode: str = "aligned"
     reason: str = ""
     detected: int | None = None
-    upscale: int = 1
+    upscale: float = 1
 
     @property
     def before(self) -> Image.Image:
@@ -181,24 +187,36 @@ class RestoreResult:
         return lanczos_upsample(self.input, self.upscale)
 
 
-def restore_aligned(pipe, images: list, *, color_fix: str = "none", latent_mode: str | None = None,
-                    generator=None, batch_size: int = 4, progress: bool = False) -> list[Image.Image]:
+def restore_aligned(pipe, images: list, *, color_fix: str = "none", fidelity: float = 1.0,
+                    latent_mode: str | None = None, generator=None, batch_size: int = 4,
+                    progress: bool = False) -> list[Image.Image]:
     """Aligned face crops (PIL images or arrays) → restored crops (PIL, ``process_size``²), ``batch_size`` per
-    model call. ``color_fix`` (none | adain | wavelet) pulls each result's colours toward its input."""
+    model call. ``color_fix`` (none | adain | wavelet) pulls each result's colours toward its input; ``fidelity``
+    blends each result with its input (1: the result alone)."""
     if color_fix not in COLOR_FIX_METHODS:
         raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
-    kwargs = dict(batch_size=batch_size, latent_mode=latent_mode, generator=generator, progress=progress)
-    if color_fix == "none":
-        return pipe(images, output_type="pil", **kwargs)
-    from .faces import color
+    from .faces.photo import check_fidelity
 
+    fidelity = check_fidelity(fidelity)
+    kwargs = dict(batch_size=batch_size, latent_mode=latent_mode, generator=generator, progress=progress)
+    if color_fix == "none" and fidelity == 1.0:
+        return pipe(images, output_type="pil", **kwargs)
     out = pipe(images, output_type="np", **kwargs)
-    size = out.shape[1]
-    results = []
-    for img, restored in zip(images, out):
-        reference = Image.fromarray(image_io.as_rgb_uint8(img)).resize((size, size), Image.BILINEAR)
-        results.append(Image.fromarray(image_io.to_uint8(color.color_fix(restored, np.asarray(reference), color_fix))))
-    return results
+    return [_finish_aligned(img, restored, color_fix, fidelity) for img, restored in zip(images, out)]
+
+
+def _finish_aligned(image, restored: np.ndarray, color_fix: str, fidelity: float) -> Image.Image:
+    """One restored crop (float (S, S, 3) in [0, 1]) → PIL, after the colour fix and the fidelity blend with its
+    input (resized to S² bilinearly)."""
+    from .faces import color
+    from .faces.photo import blend_fidelity
+
+    size = restored.shape[0]
+    if color_fix == "none" and fidelity == 1.0:
+        return Image.fromarray(image_io.to_uint8(restored))
+    reference = np.asarray(Image.fromarray(image_io.as_rgb_uint8(image)).resize((size, size), Image.BILINEAR))
+    fixed = color.color_fix(restored, reference, color_fix) if color_fix != "none" else restored
+    return Image.fromarray(image_io.to_uint8(blend_fidelity(fixed, reference, fidelity)))
 
 
 class _KnownFaces:
@@ -213,18 +231,21 @@ class _KnownFaces:
         return list(self._faces)
 
 
-def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list | None = None, upscale: int = 1,
-                  color_fix: str = "none", only_center_face: bool = False, draw_box: bool = False,
-                  latent_mode: str | None = None, generator=None, batch_size: int = 4,
-                  progress: bool = False) -> RestoreResult:
+def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list | None = None,
+                  upscale: float = 1, color_fix: str = "none", fidelity: float = 1.0,
+                  only_center_face: bool = False, draw_box: bool = False, latent_mode: str | None = None,
+                  generator=None, batch_size: int = 4, progress: bool = False) -> RestoreResult:
     """Restore one image (PIL, or an RGB array) in ``mode`` (auto | aligned | photo; see the module docstring).
 
     ``detector``: a :class:`~osdface.faces.detection.FaceDetector` (default: ``get_detector("auto")``, built
     once per pipeline); ``faces``: detections made before (then the detector does not run). ``upscale`` enlarges
-    whole photos (Lanczos background); ``color_fix``, ``only_center_face`` and ``draw_box`` as in
-    :func:`osdface.faces.photo.restore_photo`."""
+    whole photos (Lanczos background, any factor >= 1); ``color_fix``, ``fidelity``, ``only_center_face`` and
+    ``draw_box`` as in :func:`osdface.faces.photo.restore_photo`."""
+    from .faces.photo import check_fidelity, check_upscale
+
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    upscale, fidelity = check_upscale(upscale), check_fidelity(fidelity)
     rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else \
         Image.fromarray(image_io.as_rgb_uint8(image))
     w, h = rgb.size
@@ -234,14 +255,78 @@ def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list
     detected = None if faces is None else len(faces)
     run = dict(latent_mode=latent_mode, generator=generator)
     if chosen == "aligned":
-        out = restore_aligned(pipe, [rgb], color_fix=color_fix, batch_size=1, progress=progress, **run)[0]
+        out = restore_aligned(pipe, [rgb], color_fix=color_fix, fidelity=fidelity, batch_size=1, progress=progress,
+                              **run)[0]
         return RestoreResult(out, rgb, [{"restored": out, "cropped": rgb}], "aligned", reason, detected)
     from .faces.photo import restore_photo
 
     result = restore_photo(pipe, np.asarray(rgb), detector=_KnownFaces(faces or []), upscale=upscale,
                            only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
-                           batch_size=batch_size, pipe_kwargs={**run, "progress": progress})
-    return RestoreResult(result.image, rgb, result.faces, "photo", reason, detected, int(upscale))
+                           batch_size=batch_size, pipe_kwargs={**run, "progress": progress}, fidelity=fidelity)
+    return RestoreResult(result.image, rgb, result.faces, "photo", reason, detected, upscale)
+
+
+def restore_many(pipe, requests: list[dict], *, detector=None, latent_mode: str | None = None, generator=None,
+                 batch_size: int = 8) -> list[RestoreResult]:
+    """Several images, each with its own options, restored with **one** model call for all their faces (batches
+    of ``batch_size``): what a server does with requests that queued up together.
+
+    Each request is a dict with ``image`` and optionally ``mode``, ``faces``, ``upscale``, ``color_fix``,
+    ``fidelity``, ``only_center_face``, ``draw_box`` (as :func:`restore_image` takes them). The model options
+    (``latent_mode``, ``generator``) are shared. Each result is what :func:`restore_image` gives for that request,
+    up to the floating-point differences of another batch size."""
+    from .faces.photo import check_fidelity, check_upscale, finish_photo, prepare_photo
+
+    size = int(pipe.config.process_size)
+    plans = []
+    for req in requests:
+        unknown = set(req) - {"image", "mode", "faces", "upscale", "color_fix", "fidelity", "only_center_face",
+                              "draw_box"}
+        if unknown:
+            raise ValueError(f"unknown request options: {', '.join(sorted(unknown))}")
+        mode = req.get("mode", "auto")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        color_fix = req.get("color_fix", "none")
+        if color_fix not in COLOR_FIX_METHODS:
+            raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
+        image = req["image"]
+        rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else \
+            Image.fromarray(image_io.as_rgb_uint8(image))
+        faces = req.get("faces")
+        if mode != "aligned" and faces is None:
+            faces = _detector_for(pipe, detector).detect(np.asarray(rgb))
+        chosen, reason = choose_mode(mode, faces or [], *rgb.size)
+        plan = dict(rgb=rgb, mode=chosen, reason=reason, detected=None if faces is None else len(faces),
+                    upscale=check_upscale(req.get("upscale", 1)), color_fix=color_fix,
+                    fidelity=check_fidelity(req.get("fidelity", 1.0)), draw_box=bool(req.get("draw_box", False)))
+        if chosen == "aligned":
+            plan["crops"] = [rgb]
+        else:
+            arr, found, crops, affines = prepare_photo(np.asarray(rgb), size, detector=_KnownFaces(faces or []),
+                                                       only_center_face=bool(req.get("only_center_face", False)))
+            plan.update(array=arr, faces=found, crops=crops, affines=affines)
+        plans.append(plan)
+
+    inputs = [c if isinstance(c, Image.Image) else Image.fromarray(c) for plan in plans for c in plan["crops"]]
+    out = pipe(inputs, output_type="np", batch_size=batch_size, latent_mode=latent_mode,
+               generator=generator) if inputs else []
+    results, at = [], 0
+    for plan in plans:
+        n = len(plan["crops"])
+        restored = [np.asarray(out[at + i], dtype=np.float32) for i in range(n)]
+        at += n
+        if plan["mode"] == "aligned":
+            img = _finish_aligned(plan["rgb"], restored[0], plan["color_fix"], plan["fidelity"])
+            results.append(RestoreResult(img, plan["rgb"], [{"restored": img, "cropped": plan["rgb"]}], "aligned",
+                                         plan["reason"], plan["detected"]))
+        else:
+            photo = finish_photo(plan["array"], plan["faces"], plan["crops"], plan["affines"], restored,
+                                 upscale=plan["upscale"], color_fix=plan["color_fix"], fidelity=plan["fidelity"],
+                                 draw_box=plan["draw_box"])
+            results.append(RestoreResult(photo.image, plan["rgb"], photo.faces, "photo", plan["reason"],
+                                         plan["detected"], plan["upscale"]))
+    return results
 
 
 def _detector_for(pipe, detector):
@@ -318,7 +403,8 @@ def _stderr(line: str) -> None:
 
 def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLike, *, aligned: bool = True,
                   faces_dir: str = "restored_faces", suffix: str = "", batch_size: int = 4, color_fix: str = "none",
-                  detector=None, upscale: int = 1, only_center_face: bool = False, draw_box: bool = False,
+                  fidelity: float = 1.0, detector=None, upscale: float = 1, only_center_face: bool = False,
+                  draw_box: bool = False,
                   latent_mode: str | None = None, generator=None, log: Callable[[str], None] = _stderr,
                   on_done: Callable[[int], None] | None = None) -> RestoreSummary:
     """Restore image files into ``output`` (layout in the module docstring); one input's failure is reported with
@@ -328,14 +414,15 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
     out = Path(output)
     summary = RestoreSummary(total=len(inputs))
     tick = on_done or (lambda n: None)
-    run = dict(latent_mode=latent_mode, generator=generator)
+    from .faces.photo import check_fidelity, check_upscale
+
+    run = dict(latent_mode=latent_mode, generator=generator, fidelity=check_fidelity(fidelity))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="osdface-io") as io:
         if aligned:
             _aligned_files(pipe, inputs, output_names(inputs, out / faces_dir, suffix), summary, io, log, tick,
                            batch_size=batch_size, color_fix=color_fix, **run)
         else:
-            if upscale < 1:
-                raise ValueError("upscale must be an integer >= 1")
+            upscale = check_upscale(upscale)
             _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, detector=_detector_for(pipe, detector),
                          batch_size=batch_size, color_fix=color_fix, upscale=upscale,
                          only_center_face=only_center_face, draw_box=draw_box, **run)

@@ -106,14 +106,18 @@ def test_restore_face_crop_matches_the_pipeline(restorer):
         assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(result.after))
     assert result.png.name == "astronaut_face_lq_restored.png"
     assert "aligned crop (auto" in result.info and "s/face" in result.info and "cpu fp32" in result.info
+    assert "512×512 → 64×64" in result.info and "fidelity 1 " in result.info and "colour fix: none" in result.info
+    assert result.faces == []  # the slider shows the one face: no gallery that repeats it
 
 
 def test_restore_whole_photo_upscaled(restorer):
     src = Image.open(PHOTO).convert("RGB")
     result = restorer.restore(str(PHOTO), upscale=2, color_fix_method="wavelet")
-    assert result.mode == "photo" and result.faces_found >= 1 and len(result.faces) == result.faces_found
+    assert result.mode == "photo" and result.faces_found >= 1 and len(result.faces) == 2 * result.faces_found
     assert result.after.size == result.before.size == (2 * src.width, 2 * src.height)
     assert all(face.size == (SIZE, SIZE) for face, _ in result.faces)
+    assert [caption for _, caption in result.faces[:2]] == ["face 1: input", "face 1: restored"]
+    assert "512×384 → 1024×768 (rescaled ×2" in result.info and "colour fix: wavelet" in result.info
     before, after = np.asarray(result.before), np.asarray(result.after)
     assert np.array_equal(before, np.asarray(src.resize(result.after.size, Image.LANCZOS)))
     # the face (box 175,76 → 266,167 in the input) was replaced; the bottom-right corner is untouched background
@@ -152,13 +156,99 @@ def test_bad_uploads_are_refused_in_one_line(restorer, bad_files, kind, message)
 @pytest.mark.parametrize("options, message", [
     (dict(dtype="fp16"), "fp16 needs a GPU"),
     (dict(model="/somewhere/else"), "is not offered by this demo"),
-    (dict(upscale=5), "upscale must be one of"),
+    (dict(upscale=5), "upscale must be between 1 and 4"),
+    (dict(upscale=0.5), "upscale must be between 1 and 4"),
+    (dict(fidelity=1.5), "fidelity must be between 0 and 1"),
     (dict(mode="sideways"), "unknown mode"),
     (dict(color_fix_method="sepia"), "unknown colour fix"),
 ])
 def test_bad_options_are_refused(restorer, options, message):
     with pytest.raises(DemoInputError, match=message):
         restorer.restore(str(FACE), **options)
+
+
+def test_fidelity_and_a_fractional_rescale(restorer):
+    src = Image.open(PHOTO).convert("RGB")
+    half = restorer.restore(str(PHOTO), upscale=1.5, fidelity=0.0)
+    assert half.after.size == half.before.size == (768, 576) and "rescaled ×1.5" in half.info
+    assert "fidelity 0 (blended with the input)" in half.info
+    # fidelity 0 pastes the aligned input crops back: the photo is the enlarged input, up to resampling
+    assert np.abs(np.asarray(half.after, float) - np.asarray(half.before, float)).mean() < 1.0
+    crop = restorer.restore(str(FACE), fidelity=0.5)
+    full = restorer.restore(str(FACE))
+    inp = np.asarray(Image.open(FACE).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR), float)
+    assert np.abs(np.asarray(crop.after, float) - (np.asarray(full.after, float) + inp) / 2).max() <= 1.01
+    assert src.size == (512, 384)
+
+
+def test_upload_check_says_what_will_happen(restorer, bad_files):
+    assert "512×384, a whole photo" in restorer.describe_upload(str(PHOTO))
+    assert "512×512, square" in restorer.describe_upload(str(FACE))
+    assert "a whole photo (you chose it)" in restorer.describe_upload(str(FACE), "photo")
+    assert "an aligned face crop (you chose it)" in restorer.describe_upload(str(PHOTO), "aligned")
+    with pytest.raises(DemoInputError, match="notes.txt: not an image"):
+        restorer.describe_upload(str(bad_files["text"]))
+
+
+def test_restore_batch_shares_model_calls_per_group(restorer):
+    """What the GPU server does with requests that queued up together: one model call per (model, dtype,
+    latent) group, every result as it would be alone (up to batch rounding), each with its own info."""
+    calls = []
+    pipe = restorer.pipeline()
+    original = type(pipe).__call__
+
+    def counting(self, images, **kw):
+        calls.append(len(images))
+        return original(self, images, **kw)
+
+    reqs = [restorer.request(str(FACE)), restorer.request(str(PHOTO), upscale=2),
+            restorer.request(str(FACE), fidelity=0.5), restorer.request(str(FACE), latent_mode="sample", seed=3)]
+    alone = [restorer.restore_batch([r])[0] for r in reqs]
+    type(pipe).__call__ = counting
+    try:
+        together = restorer.restore_batch(reqs)
+    finally:
+        type(pipe).__call__ = original
+    n_photo_faces = together[1].faces_found
+    assert sorted(calls) == [1, 2 + n_photo_faces]  # the sampled-latent request (its own seed) runs apart
+    for a, t in zip(alone, together):
+        assert a.after.size == t.after.size and a.mode == t.mode
+        assert np.abs(np.asarray(a.after, int) - np.asarray(t.after, int)).max() <= 2
+    assert "3 requests batched" in together[0].info and "batched" not in together[3].info
+
+
+def test_header_says_plainly_which_model_runs(restorer, monkeypatch):
+    pytest.importorskip("gradio")
+    from osdface.app.ui import model_note
+
+    note = model_note(restorer)
+    assert "small demonstration model" in note and "far from the paper's quality" in note
+    assert "The authors' weights" in note and "M parameters" in note and "HOG" in note
+    assert "68-point" not in note  # no jargon: the detector by name only
+    monkeypatch.setattr(restorer, "is_small_model", lambda model=None: False)
+    note = model_note(restorer)
+    assert "far from" not in note and f"Model: {restorer.model_label(restorer.default_model)}" in note
+
+
+def test_batched_page_function_refuses_per_request(restorer):
+    """The function Gradio calls with batch=True: lists in, lists out; a refused request gets its reason in its own
+    info box while the others are restored; a call whose requests are all refused fails like an unbatched one."""
+    gr = pytest.importorskip("gradio")
+    from osdface.app.ui import build_demo
+
+    demo = build_demo(restorer, batch=True, max_batch_size=4)
+    fn = next(f for f in demo.fns.values() if f.api_name == "restore")
+    assert fn.batch and fn.max_batch_size == 4 and demo.osdface_batch == 4
+    images = [str(FACE), "/nonexistent/x.png", str(PHOTO)]
+    n = len(images)
+    sliders, galleries, pngs, infos = fn.fn(images, ["auto"] * n, [1] * n, [1.0] * n, ["none"] * n, [False] * n,
+                                            [None] * n, ["auto"] * n, ["mode"] * n, [114] * n)
+    assert len(sliders) == len(infos) == n
+    assert sliders[1] is None and pngs[1] is None and infos[1].startswith("⚠ x.png")
+    assert "2 requests batched" in infos[0] and Path(pngs[2]).is_file() and len(galleries[2]) >= 2
+    with pytest.raises(gr.Error, match="x.png"):
+        fn.fn(["/nonexistent/x.png"], ["auto"], [1], [1.0], ["none"], [False], [None], ["auto"], ["mode"], [114])
+    assert not next(f for f in build_demo(restorer).fns.values() if f.api_name == "restore").batch  # CPU: one by one
 
 
 def test_no_image(restorer):
@@ -209,10 +299,10 @@ def client(app_url):
     return gradio_client.Client(app_url, verbose=False)
 
 
-def _args(path, *, mode="auto", upscale=1):
+def _args(path, *, mode="auto", upscale=1, fidelity=1.0):
     from gradio_client import handle_file
 
-    return (handle_file(str(path)), mode, upscale, "none", False, None, "auto", "mode", 114)
+    return (handle_file(str(path)), mode, upscale, fidelity, "none", False, None, "auto", "mode", 114)
 
 
 def test_client_restores_a_face_crop_and_a_photo(client):
@@ -220,13 +310,13 @@ def test_client_restores_a_face_crop_and_a_photo(client):
     slider, gallery, png, info = client.predict(*_args(FACE), api_name="/restore")
     with Image.open(png) as im:
         assert (im.format, im.size) == ("PNG", (SIZE, SIZE))
-    assert [Image.open(p).size for p in slider] == [(SIZE, SIZE)] * 2 and len(gallery) == 1
+    assert [Image.open(p).size for p in slider] == [(SIZE, SIZE)] * 2 and len(gallery) == 0
     assert "aligned crop" in info
 
-    slider, gallery, png, info = client.predict(*_args(PHOTO, upscale=2), api_name="/restore")
+    slider, gallery, png, info = client.predict(*_args(PHOTO, upscale=1.5, fidelity=0.8), api_name="/restore")
     with Image.open(png) as im:
-        assert (im.format, im.size) == ("PNG", (1024, 768))
-    assert "whole photo" in info and len(gallery) >= 1
+        assert (im.format, im.size) == ("PNG", (768, 576))
+    assert "whole photo" in info and "fidelity 0.8" in info and len(gallery) >= 2
 
 
 @pytest.mark.parametrize("kind, message", [("text", "notes.txt: not an image"), ("huge", "huge.png: too large")])
@@ -249,41 +339,146 @@ def test_client_two_concurrent_requests_finish(client):
 
 
 # ------------------------------------------------------------------------------------------ headless browser
-SCREENSHOT = Path(os.environ.get("OSDFACE_ARTIFACTS", REPO / "artifacts")) / "app_screenshot.png"
+ARTIFACTS = Path(os.environ.get("OSDFACE_ARTIFACTS", REPO / "artifacts"))
+DONE = ("() => { const t = document.querySelector('#result-info textarea');"
+        " return t && (t.value.includes('s in all') || t.value.startsWith('⚠')); }")
 
 
-def test_browser_upload_restore_screenshot(app_url):
-    """Debian's chromium driven by Playwright: load the page, upload the photo, click Restore, wait for the result,
-    save a screenshot (a CI artifact: artifacts/app_screenshot.png, or $OSDFACE_ARTIFACTS)."""
+@pytest.fixture(scope="module")
+def browser_page(monkeypatch_module, bad_files):
+    """The page as app.py serves it by default (the bundled nano model, the default detector), in Debian's chromium
+    driven by Playwright. Screenshots of every state go to artifacts/ (or $OSDFACE_ARTIFACTS): app_initial.png,
+    app_photo.png (also app_screenshot.png), app_aligned.png, app_error.png, app_mobile.png."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    for var in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "OSDFACE_MODEL"):
+        monkeypatch_module.delenv(var, raising=False)
+    url, _, close = serve(["--device", "cpu", "--max-queue", "8"])
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(app_url, wait_until="networkidle")
-            page.locator("#input-image input[type=file]").set_input_files(str(PHOTO), timeout=60_000)
-            page.wait_for_timeout(500)
-            page.click("#restore-button")
-            page.wait_for_function("() => { const t = document.querySelector('#result-info textarea');"
-                                   " return t && t.value.includes('restored'); }", timeout=120_000)
-            info = page.locator("#result-info textarea").input_value()
-            download = page.locator("#result-png").inner_text().replace("\n", "")  # the name wraps
-            page.wait_for_function("() => document.querySelectorAll('#result-slider img').length >= 2",
-                                   timeout=30_000)
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            yield browser, url
         finally:
             browser.close()
-    assert "whole photo" in info and "1 restored" in info, info
-    assert "astronaut_photo_lq_restored.png" in download and not errors, errors
-    with Image.open(SCREENSHOT) as im:  # a real capture of the page, not a blank one
-        gray = np.asarray(im.convert("L"))
-    assert gray.shape[0] > 600 and gray.std() > 20
+            close()
+
+
+def _open(browser, url, **viewport):
+    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, wait_until="networkidle")
+    return page, errors
+
+
+def _info(page) -> str:
+    return page.locator("#result-info textarea").input_value()
+
+
+def _restore(page):
+    page.click("#restore-button")
+    page.wait_for_function(DONE, timeout=180_000)
+    page.wait_for_timeout(800)  # images painted
+    return _info(page)
+
+
+def _shot(page, name, full_page=True):
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    with Image.open(path) as im:  # a real capture of the page, not a blank one
+        assert np.asarray(im.convert("L")).std() > 20
+    return path
+
+
+def test_browser_header_and_examples(browser_page):
+    page, errors = _open(*browser_page)
+    header = page.locator("#model-note").inner_text()
+    assert "osdface-nano" in header and "far from the paper's quality" in header and "HOG" not in header
+    assert "CenterFace" in header or "RetinaFace" in header or "dlib" in header
+    assert page.locator("#full-model").count() == 1  # how to get the paper's model, on the page
+    thumbs = page.locator(".gallery img, [data-testid='examples'] img, table img, button img")
+    assert thumbs.count() >= 6, "the six examples show as thumbnails"
+    assert "Input | Restored" in page.locator("#result-slider").inner_text()
+    _shot(page, "app_initial.png")
+    assert not errors, errors
+
+
+def test_browser_whole_photo_gallery_and_labelled_slider(browser_page):
+    page, errors = _open(*browser_page)
+    page.locator("#input-image input[type=file]").set_input_files(str(REPO / "examples" / "group_photo.jpg"))
+    page.wait_for_function("() => document.querySelector('#result-info textarea').value.includes('960×640')",
+                           timeout=30_000)  # the upload is described at once, before Restore
+    info = _restore(page)
+    assert "whole photo" in info and "960×640 → 960×640" in info and "fidelity 1 " in info, info
+    found = int(info.split(" face(s) found")[0].split("· ")[-1])
+    assert found >= 4, info
+    # the faces: input and restored crop of each, whole square thumbnails side by side (not one full-width face)
+    gallery = page.locator("#result-faces")
+    assert gallery.is_visible()
+    boxes = [gallery.locator("img").nth(i).bounding_box() for i in range(gallery.locator("img").count())]
+    assert len(boxes) == 2 * found
+    assert all(40 < b["width"] < 300 and abs(b["width"] - b["height"]) < 3 for b in boxes), boxes
+    # the slider's halves are labelled; its own "image.png" download is gone (the PNG file below has the name)
+    labels = page.locator("#result-slider .slider-wrap").evaluate(
+        "e => [getComputedStyle(e, '::before').content, getComputedStyle(e, '::after').content]")
+    assert labels == ['"Input"', '"Restored"']
+    assert page.locator("#result-slider [aria-label=Download]").count() == 0
+    assert "group_photo_restored.png" in page.locator("#result-png").inner_text().replace("\n", "")
+    _shot(page, "app_photo.png")
+    shutil.copyfile(ARTIFACTS / "app_photo.png", ARTIFACTS / "app_screenshot.png")
+    assert not errors, errors
+
+
+def test_browser_aligned_crop_fidelity_and_random_seed(browser_page):
+    page, errors = _open(*browser_page)
+    page.locator("#input-image input[type=file]").set_input_files(str(REPO / "examples" / "tiny_face.png"))
+    page.wait_for_function("() => document.querySelector('#result-info textarea').value.includes('64×64')",
+                           timeout=30_000)
+    page.locator("#fidelity input[type=number]").fill("0.5")
+    page.locator("#fidelity input[type=number]").press("Enter")
+    page.get_by_text("Advanced").click()
+    page.get_by_role("radio", name="sample").check()
+    page.locator("#randomize-seed input").check()
+    info = _restore(page)
+    seed = int(page.locator("#seed input").input_value())
+    assert "aligned crop" in info and "64×64 → 512×512" in info and "fidelity 0.5" in info, info
+    assert f"sampled latent, seed {seed}" in info and seed != 114, info
+    assert not page.locator("#result-faces").is_visible()  # one face: the slider shows it, no repeated gallery
+    _shot(page, "app_aligned.png")
+    assert not errors, errors
+
+
+def test_browser_error_stays_in_the_info_box(browser_page, bad_files):
+    page, errors = _open(*browser_page)
+    page.locator("#input-image input[type=file]").set_input_files(str(bad_files["huge"]))
+    # validated on upload: the reason is in the info box before anyone presses Restore
+    page.wait_for_function("() => document.querySelector('#result-info textarea').value.includes('too large')",
+                           timeout=30_000)
+    page.click("#restore-button")
+    page.wait_for_timeout(11_000)  # longer than a pop-up lives
+    info = _info(page)
+    assert info.startswith("⚠ huge.png: too large") and "\n" not in info, info
+    assert page.locator("#result-slider img").count() == 0 and not page.locator("#result-faces").is_visible()
+    _shot(page, "app_error.png")
+    assert not errors, errors
+
+
+def test_browser_phone_scrolls_to_the_result(browser_page):
+    page, errors = _open(*browser_page, width=390, height=844)
+    page.locator("#input-image input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_function("() => document.querySelector('#result-info textarea').value.includes('512×384')",
+                           timeout=30_000)
+    top_before = page.evaluate("() => window.scrollY")
+    info = _restore(page)
+    page.wait_for_timeout(1000)
+    assert "whole photo" in info, info
+    box = page.locator("#result-slider").bounding_box()  # relative to the viewport
+    assert page.evaluate("() => window.scrollY") > top_before and -50 < box["y"] < 844, box
+    _shot(page, "app_mobile.png", full_page=False)  # what the phone shows: the result, not the button
+    assert not errors, errors
 
 
 # ------------------------------------------------------------------------------------------ start-up options

@@ -1,10 +1,14 @@
-"""The tutorial notebooks: well-formed (ids, stripped outputs, a parameters cell), student copies derived from the
-solutions without drift, and every exercise's solution passes its checker while the student stub does not.
+"""The tutorial notebooks: well-formed (ids, stripped outputs, a parameters cell), a course header and
+"check your understanding" questions in each (answers only in the teacher's copy), no stale or hard-coded measured
+numbers in the prose, student copies derived from the solutions without drift, the student download
+(``make_students.py --out``) free of solutions, and every exercise's solution passes its checker while the student
+stub does not (and gives no hint away).
 
 Executing the notebooks top to bottom is CI's job (``pytest --nbmake notebooks/solutions``, see ``.ci/run``)."""
 
 import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,12 +36,22 @@ def tagged(nb, tag):
     return [c for c in nb["cells"] if tag in c.get("metadata", {}).get("tags", [])]
 
 
+#: notebooks without graded exercises (the course map; the final project is graded by its rubric)
+NO_EXERCISES = {"00_overview", "08_final_project"}
+
+
+def markdown(nb, *, answers: bool = False):
+    return [source(c) for c in nb["cells"] if c["cell_type"] == "markdown"
+            and (answers or "solution" not in c.get("metadata", {}).get("tags", []))]
+
+
 def test_the_notebooks_exist():
     names = [p.name for p in SOLUTIONS]
-    for expected in ("01_degradations", "02_vre", "03_one_step", "04_losses", "05_train_nano", "06_evaluate",
-                     "07_whole_photo_and_hub"):
+    for expected in ("00_overview", "01_degradations", "02_vre", "03_one_step", "04_losses", "05_train_nano",
+                     "06_evaluate", "07_whole_photo_and_hub"):
         assert f"{expected}.ipynb" in names
     assert [p.name for p in STUDENTS] == names
+    assert (NOTEBOOKS / "TEACHING.md").is_file()
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(NOTEBOOKS)))
@@ -66,8 +80,67 @@ def test_notebook_is_well_formed(path):
     assert "FULL = False" in source(params[0])
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_course_header_and_questions(path):
+    """Learning goals, prerequisites and a time estimate up front; questions at the end, answered in the teacher's
+    copy only."""
+    nb = load(path)
+    head = source(nb["cells"][0])
+    for row in ("**You will**", "**Before you start**", "**Time** | about "):
+        assert row in head, (path.name, row)
+    texts = markdown(nb)
+    assert any(t.startswith("## Check your understanding") or "\n## Check your understanding" in t for t in texts)
+    answers = [source(c) for c in tagged(nb, "solution") if c["cell_type"] == "markdown"]
+    assert len(answers) == 1 and answers[0].startswith("**Answers (teacher's copy).**")
+    student = load(NOTEBOOKS / path.name)
+    assert not any("Answers (teacher's copy)" in t for t in markdown(student, answers=True))
+
+
+# measured quantities (dB, %, seconds, speed-up ratios, parameter counts) belong in code output, computed on the run;
+# prose may state definitions, constants of the method, shapes (16×16) and the time estimate of the header
+MEASURED = re.compile(r"\d[\d,.]*\s?(dB\b|%|seconds?\b|s per\b|M parameters|[×x](?=\s*[),.;:]|\s*$|\s+(?:faster|"
+                      r"slower|speed|less|more|lower|higher|better|worse)\b))", re.MULTILINE)
+STALE = ("placeholder", "watch the outputs move from noise", "smaller than 50", "still random")
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_prose_quotes_no_measured_numbers(path):
+    """Text that states a number must compute it: the prose quotes no measurement of today's model, the cells print
+    them (and the prose says what to compare)."""
+    for text in markdown(load(path), answers=True):
+        hits = [m.group(0) for m in MEASURED.finditer(text)]
+        assert not hits, (path.name, hits, text[:200])
+        for phrase in STALE:
+            assert phrase not in text.lower(), (path.name, phrase)
+
+
 def test_student_copies_are_up_to_date():
     assert make_students.main(["--check"]) == 0, "run: python notebooks/make_students.py"
+
+
+def test_student_download_holds_no_solutions(tmp_path, capsys):
+    out = tmp_path / "handout"
+    assert make_students.main(["--out", str(out)]) == 0
+    names = sorted(p.name for p in out.glob("*.ipynb"))
+    assert names == [p.name for p in STUDENTS]
+    assert not (out / "solutions").exists() and not (out / "TEACHING.md").exists()
+    assert (out / "README.md").is_file() and (out / "examples" / "astronaut_face.png").is_file()
+    examples = {p.name for p in (REPO / "examples").iterdir() if p.is_file()}
+    assert {p.name for p in (out / "examples").iterdir()} <= examples  # nothing but the repository's examples
+    for nb_path in out.glob("*.ipynb"):
+        text = nb_path.read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in text and "Answers (teacher's copy)" not in text
+        assert make_students.leaks(json.loads(text)) == []
+        assert nb_path.read_text(encoding="utf-8") == (NOTEBOOKS / nb_path.name).read_text(encoding="utf-8")
+    # rewriting its own folder is fine; a foreign non-empty folder or one inside notebooks/ is refused
+    assert make_students.main(["--out", str(out)]) == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep me")
+    assert make_students.main(["--out", str(tmp_path / "mine")]) == 1
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep me"
+    assert make_students.main(["--out", str(NOTEBOOKS / "handout")]) == 1
+    assert not (NOTEBOOKS / "handout").exists()
+    assert "inside" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
@@ -76,7 +149,11 @@ def test_exercises_pass_in_solutions_and_fail_in_student_copy(path, capsys):
     import osdface.exercises as ex
 
     for nb, want in ((load(path), True), (load(NOTEBOOKS / path.name), False)):
-        solution_cells, check_cells = tagged(nb, "solution"), tagged(nb, "check")
+        solution_cells = [c for c in tagged(nb, "solution") if c["cell_type"] == "code"]
+        check_cells = tagged(nb, "check")
+        if path.stem in NO_EXERCISES:
+            assert not check_cells and not solution_cells
+            continue
         assert 2 <= len(check_cells) <= 3 and len(solution_cells) == len(check_cells)
         ns = {name: getattr(ex, name) for name in ex.__all__}
         for cell in solution_cells:
@@ -84,8 +161,9 @@ def test_exercises_pass_in_solutions_and_fail_in_student_copy(path, capsys):
         results = [eval(source(cell).strip(), ns) for cell in check_cells]
         out = capsys.readouterr().out
         assert results == [want] * len(check_cells), out
-        if not want:
+        if not want:  # "Run all" on the student copy: every stub reported, no hint given away
             assert out.count("not written yet") == len(check_cells)
+            assert "Hint:" not in out and "Code-level help" not in out
 
 
 def test_stub_source_replaces_marked_blocks_keeping_indentation():

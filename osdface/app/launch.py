@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port (default: a free one; a Space: 7860)")
     p.add_argument("--concurrency", type=int, default=1, help="restorations run at the same time (default 1)")
     p.add_argument("--max-queue", type=int, default=16, help="requests waiting at most (default 16)")
+    p.add_argument("--batch", choices=("auto", "on", "off"), default="auto",
+                   help="hand requests that queued up together to one model call (auto: on a CUDA device only)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="requests per batched call at most (default 8)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest accepted upload in pixels (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--max-file-size", default="50mb", help="largest accepted upload file (default 50mb)")
@@ -73,8 +76,9 @@ def prepare(argv: list[str] | None = None):
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1")
     port = args.port or (int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None)
     port = port or (7860 if on_space else free_port(host if host != "0.0.0.0" else "127.0.0.1"))
-    if args.concurrency < 1 or args.max_queue < 1 or args.max_pixels < 1:
-        print("error: --concurrency, --max-queue and --max-pixels must be at least 1", file=sys.stderr)
+    if args.concurrency < 1 or args.max_queue < 1 or args.max_pixels < 1 or args.max_batch_size < 1:
+        print("error: --concurrency, --max-queue, --max-pixels and --max-batch-size must be at least 1",
+              file=sys.stderr)
         return 2
     allow_custom = args.allow_custom_models
     if allow_custom is None:
@@ -97,7 +101,7 @@ def prepare(argv: list[str] | None = None):
         return 2
     from ..weights import MissingWeightsError
     from .restorer import DemoInputError, DemoRestorer
-    from .ui import build_demo
+    from .ui import build_demo, launch_options
 
     try:
         restorer = DemoRestorer(args.model, device=args.device, dtype=args.dtype, detector=args.detector,
@@ -106,9 +110,11 @@ def prepare(argv: list[str] | None = None):
     except (MissingWeightsError, DemoInputError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    demo = build_demo(restorer, concurrency_limit=args.concurrency, max_queue=args.max_queue)
+    batch = {"auto": None, "on": True, "off": False}[args.batch]
+    demo = build_demo(restorer, concurrency_limit=args.concurrency, max_queue=args.max_queue, batch=batch,
+                      max_batch_size=args.max_batch_size)
     launch_kwargs = dict(server_name=host, server_port=port, show_error=True, share=args.share,
-                         max_file_size=args.max_file_size, footer_links=["api", "gradio"])
+                         max_file_size=args.max_file_size, footer_links=["api", "gradio"], **launch_options())
     return demo, restorer, launch_kwargs
 
 

@@ -1,9 +1,11 @@
 """The demo's server-side state, without any UI: the models it serves (loaded once, cached), upload checks, the
-output folder, and one line describing what was done. The restoration itself is :func:`osdface.restore.restore_image`.
+output folder, and one line describing what was done. The restoration itself is :func:`osdface.restore.restore_image`
+(one request) or :func:`osdface.restore.restore_many` (requests that queued up together, on a GPU).
 
     restorer = DemoRestorer()                           # OSDFACE_MODEL or the bundled nano model, loaded now
     result = restorer.restore("photo.jpg")              # mode="auto": aligned crop or whole photo
     result.after.save("out.png"); print(result.info)
+    results = restorer.restore_batch([restorer.request("a.jpg"), restorer.request("b.png", fidelity=0.7)])
 
 ``osdface.app.ui`` puts a Gradio page on top of this; tests call it directly as well.
 """
@@ -27,7 +29,7 @@ from .. import image_io
 from ..devices import pick_device, resolve_dtype
 from ..faces.color import COLOR_FIX_METHODS
 from ..faces.detection import FaceDetector, get_detector
-from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image
+from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image, restore_many
 from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
 from .launch import DEFAULT_MAX_PIXELS, DTYPES
 
@@ -37,14 +39,18 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("osdface.app")
 
 LATENT_MODES = ("mode", "sample")
-UPSCALES = (1, 2, 3, 4)
+#: the whole-photo rescale factor the demo accepts (any value in between, e.g. 1.5)
+UPSCALE_RANGE = (1.0, 4.0)
+UPSCALES = (1, 2, 3, 4)  # the whole factors (kept for callers that list choices)
+#: plain names of the face detectors, for the page
+DETECTOR_LABELS = {"centerface": "CenterFace", "retinaface": "RetinaFace", "dlib": "dlib's HOG face detector"}
 #: the enlarged whole-photo result may not exceed this many pixels
 MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder
 KEEP_RESULTS_S = 3600
 
-__all__ = ["DemoRestorer", "DemoResult", "DemoInputError", "choose_mode", "default_model", "BUNDLED_NANO", "MODES",
-           "DTYPES", "LATENT_MODES", "UPSCALES", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "choose_mode", "default_model",
+           "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "UPSCALE_RANGE", "DEFAULT_MAX_PIXELS"]
 
 
 class DemoInputError(ValueError):
@@ -64,6 +70,27 @@ class DemoResult:
     info: str = ""
     faces_found: int = 0
     seconds_per_face: float | None = None
+
+
+@dataclass
+class DemoRequest:
+    """One checked request (:meth:`DemoRestorer.request`): the decoded image and normalised options."""
+
+    rgb: Image.Image
+    name: str
+    mode: str = "auto"
+    upscale: float = 1
+    color_fix: str = "none"
+    fidelity: float = 1.0
+    only_center_face: bool = False
+    model: str = ""
+    dtype: str = "fp32"
+    latent_mode: str = "mode"
+    seed: int = 114
+
+    def group(self) -> tuple:
+        """Requests with the same group can share one model call."""
+        return (self.model, self.dtype, self.latent_mode, self.seed if self.latent_mode == "sample" else None)
 
 
 class DemoRestorer:
@@ -159,6 +186,19 @@ class DemoRestorer:
         return (f"{self.model_label(self.default_model)} ({pipe.config.preset}, {pipe.config.process_size}² faces) on "
                 f"{self.device.type} {self.default_dtype}; detector: {self.detector.describe()}")
 
+    def is_small_model(self, model: str | None = None) -> bool:
+        """Whether ``model`` (default: the served one) is a small demo preset (nano, tiny), not the paper's."""
+        pipe = self._default_pipe if model in (None, self.default_model) else self.pipeline(model)
+        return pipe.config.preset in ("nano", "tiny")
+
+    def parameters_m(self) -> float:
+        """The served model's size in millions of parameters (UNet, VAE, VRE)."""
+        pipe = self._default_pipe
+        return sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.vre) for p in m.parameters()) / 1e6
+
+    def detector_label(self) -> str:
+        return DETECTOR_LABELS.get(getattr(self.detector, "name", ""), getattr(self.detector, "name", "a detector"))
+
     # ------------------------------------------------------------------------------------------------ input
     def load(self, image) -> tuple[Image.Image, str]:
         """An upload (file path, PIL image or array) → (RGB image, display name); EXIF orientation applied,
@@ -183,85 +223,174 @@ class DemoRestorer:
             raise DemoInputError(str(err)) from None
 
     # ------------------------------------------------------------------------------------------------ run
-    def restore(self, image, *, mode: str = "auto", upscale: int = 1, color_fix_method: str = "none",
-                only_center_face: bool = False, model: str | None = None, dtype: str | None = None,
-                latent_mode: str = "mode", seed: int = 114, progress=None) -> DemoResult:
-        """Restore an upload. ``progress(fraction, desc)`` is called between steps when given."""
-        report = progress or (lambda *a, **k: None)
+    def request(self, image, *, mode: str = "auto", upscale: float = 1, color_fix_method: str = "none",
+                fidelity: float = 1.0, only_center_face: bool = False, model: str | None = None,
+                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114) -> DemoRequest:
+        """Check an upload and the options (everything that can be checked before the model runs) and decode the
+        image: a :class:`DemoRequest`, or :class:`DemoInputError` with one line for the user."""
         if mode not in MODES:
             raise DemoInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if color_fix_method not in COLOR_FIX_METHODS:
             raise DemoInputError(f"unknown colour fix {color_fix_method!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
         if latent_mode not in LATENT_MODES:
             raise DemoInputError(f"unknown latent mode {latent_mode!r}; use one of {', '.join(LATENT_MODES)}")
+        if latent_mode == "sample" and self.backend == "onnx":
+            raise DemoInputError("a sampled latent needs the torch backend (the ONNX graphs compute its mode)")
         try:
-            upscale = int(upscale)
+            upscale, fidelity = float(upscale), float(fidelity)
             seed = int(seed)
         except (TypeError, ValueError):
-            raise DemoInputError("upscale and seed must be whole numbers") from None
-        if upscale not in UPSCALES:
-            raise DemoInputError(f"upscale must be one of {', '.join(map(str, UPSCALES))}")
-        t_start = time.perf_counter()
-        report(0.0, desc="checking the image")
+            raise DemoInputError("upscale and fidelity must be numbers, the seed a whole number") from None
+        lo, hi = UPSCALE_RANGE
+        if not lo <= upscale <= hi:
+            raise DemoInputError(f"upscale must be between {lo:g} and {hi:g}, not {upscale:g}")
+        if not 0.0 <= fidelity <= 1.0:
+            raise DemoInputError(f"fidelity must be between 0 and 1, not {fidelity:g}")
         rgb, name = self.load(image)
-        pipe = self.pipeline(model, dtype)
-        model_name, dtype_name = str(model or self.default_model), self._resolve_dtype(dtype or self.default_dtype)
+        model_name = str(model) if model else self.default_model
+        self.pipeline(model_name, dtype)  # refuses a model that is not offered; loads it now (once) otherwise
+        dtype_name = self._resolve_dtype(dtype or self.default_dtype)
         w, h = rgb.size
+        if mode != "aligned" and not (mode == "auto" and is_square(w, h)):  # it will be a whole photo
+            self._check_output_size(name, w, h, upscale)
+        return DemoRequest(rgb=rgb, name=name, mode=mode, upscale=int(upscale) if upscale.is_integer() else upscale,
+                           color_fix=color_fix_method, fidelity=fidelity, only_center_face=bool(only_center_face),
+                           model=model_name, dtype=dtype_name, latent_mode=latent_mode, seed=seed)
 
-        faces: list = []
-        detect_s = 0.0
-        if mode != "aligned":
-            report(0.1, desc="detecting faces")
-            t0 = time.perf_counter()
-            with self._detect_lock:
-                faces = self.detector.detect(np.asarray(rgb))
-            detect_s = time.perf_counter() - t0
-        chosen, reason = choose_mode(mode, faces, w, h)
-        if chosen == "photo" and w * h * upscale * upscale > MAX_OUTPUT_PIXELS:
-            raise DemoInputError(f"{name}: {w}x{h} enlarged {upscale}x would be {w * h * upscale ** 2 / 1e6:.1f} MP; "
+    @staticmethod
+    def _check_output_size(name: str, w: int, h: int, upscale: float) -> None:
+        if w * h * upscale * upscale > MAX_OUTPUT_PIXELS:
+            raise DemoInputError(f"{name}: {w}x{h} enlarged {upscale:g}x would be {w * h * upscale ** 2 / 1e6:.1f} MP; "
                                  f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f} MP (choose a smaller upscale)")
-        generator = None
-        if latent_mode == "sample":
-            if self.backend == "onnx":
-                raise DemoInputError("a sampled latent needs the torch backend (the ONNX graphs compute its mode)")
-            import torch
 
-            generator = torch.Generator(device=pipe.device).manual_seed(seed)
+    def describe_upload(self, image, mode: str = "auto") -> str:
+        """The info line for a fresh upload: what was received and what will happen; DemoInputError if unusable."""
+        rgb, name = self.load(image)
+        w, h = rgb.size
+        size = self._default_pipe.config.process_size
+        if mode == "aligned":
+            what = f"an aligned face crop (you chose it): restored at {size}²"
+        elif mode == "photo":
+            what = "a whole photo (you chose it): every face will be found, restored and put back"
+        elif is_square(w, h):
+            what = (f"square: treated as an aligned face crop if its face fills the frame (restored at {size}²), "
+                    "else as a whole photo")
+        else:
+            what = "a whole photo: every face will be found, restored and put back"
+        return f"{name}: {w}×{h}, {what}. Press Restore."
+
+    def restore(self, image, *, mode: str = "auto", upscale: float = 1, color_fix_method: str = "none",
+                fidelity: float = 1.0, only_center_face: bool = False, model: str | None = None,
+                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114, progress=None) -> DemoResult:
+        """Restore an upload. ``progress(fraction, desc)`` is called between steps when given."""
+        report = progress or (lambda *a, **k: None)
+        report(0.0, desc="checking the image")
+        req = self.request(image, mode=mode, upscale=upscale, color_fix_method=color_fix_method, fidelity=fidelity,
+                           only_center_face=only_center_face, model=model, dtype=dtype, latent_mode=latent_mode,
+                           seed=seed)
+        return self.restore_batch([req], progress=progress)[0]
+
+    def restore_batch(self, requests: list[DemoRequest], progress=None) -> list[DemoResult]:
+        """Restore checked requests; those that share a model, dtype and latent setting (:meth:`DemoRequest.group`)
+        go through the model together, all their faces in one call (a GPU's batch). One request alone takes
+        :func:`~osdface.restore.restore_image`'s path."""
+        report = progress or (lambda *a, **k: None)
+        t_start = time.perf_counter()
+        detected: list[list | None] = []
+        detect_s: list[float] = []
+        report(0.1, desc="detecting faces")
+        for req in requests:
+            faces, t0 = None, time.perf_counter()
+            if req.mode != "aligned":
+                with self._detect_lock:
+                    faces = self.detector.detect(np.asarray(req.rgb))
+                chosen, _ = choose_mode(req.mode, faces, *req.rgb.size)
+                if chosen == "photo":
+                    self._check_output_size(req.name, *req.rgb.size, req.upscale)
+            detected.append(faces)
+            detect_s.append(time.perf_counter() - t0)
 
         report(0.3, desc="restoring")
-        t0 = time.perf_counter()
-        notes = []
-        if chosen == "aligned" and not is_square(w, h):
-            notes.append(f"{w}x{h} is not square: stretched to {pipe.config.process_size}²")
-        if chosen == "aligned" and upscale != 1:
-            notes.append("upscale applies to whole photos only")
-        result = restore_image(pipe, rgb, mode=chosen, faces=faces, upscale=upscale,
-                               only_center_face=only_center_face, color_fix=color_fix_method,
-                               latent_mode=latent_mode, generator=generator, progress=progress is not None)
-        before, after = result.before, result.image
-        if chosen == "aligned":
-            restored_faces = [(after, "restored face")]
-        else:
-            restored_faces = [(f["restored"], f"face {i + 1}") for i, f in enumerate(result.faces)]
-            if not faces:
-                notes.append("no face found: the photo is returned enlarged only")
-        n_faces = len(result.faces)
-        run_s = time.perf_counter() - t0
-        report(0.9, desc="saving the PNG")
-        png = self._save(after, name)
-        per_face = run_s / n_faces if n_faces else None
+        results: list = [None] * len(requests)
+        run_s = [0.0] * len(requests)
+        shared = [1] * len(requests)  # how many requests shared each one's model call
+        groups: dict[tuple, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(req.group(), []).append(i)
+        for (model, dtype, latent_mode, seed), members in groups.items():
+            pipe = self.pipeline(model, dtype)
+            generator = None
+            if latent_mode == "sample":  # (the torch backend: request() refuses it for ONNX)
+                import torch
 
-        parts = [f"model {self.model_label(model_name)} ({pipe.config.preset})", f"{pipe.device.type} {dtype_name}",
-                 reason, f"{len(faces)} face(s) detected" if mode != "aligned" else "no detection",
-                 f"{n_faces} restored" + (f", {per_face:.2f} s/face" if per_face is not None else ""),
-                 f"{time.perf_counter() - t_start:.1f} s in all"
-                 + (f" (detection {detect_s:.2f} s)" if detect_s else "")]
-        if latent_mode == "sample":
-            parts.append(f"sampled latent, seed {seed}")
+                generator = torch.Generator(device=pipe.device).manual_seed(seed)
+            t0 = time.perf_counter()
+            if len(members) == 1:
+                req = requests[members[0]]
+                out = [restore_image(pipe, req.rgb, mode=req.mode, faces=detected[members[0]], upscale=req.upscale,
+                                     only_center_face=req.only_center_face, color_fix=req.color_fix,
+                                     fidelity=req.fidelity, latent_mode=latent_mode, generator=generator,
+                                     progress=progress is not None)]
+            else:
+                out = restore_many(pipe, [dict(image=requests[i].rgb, mode=requests[i].mode, faces=detected[i],
+                                               upscale=requests[i].upscale, color_fix=requests[i].color_fix,
+                                               fidelity=requests[i].fidelity,
+                                               only_center_face=requests[i].only_center_face) for i in members],
+                                   latent_mode=latent_mode, generator=generator)
+            elapsed = time.perf_counter() - t0
+            n_faces = sum(len(r.faces) for r in out) or 1
+            for i, r in zip(members, out):
+                results[i], shared[i] = r, len(members)
+                run_s[i] = elapsed * len(r.faces) / n_faces  # this request's share of the shared call
+
+        report(0.9, desc="saving the PNG")
+        total_s = time.perf_counter() - t_start
+        return [self._demo_result(req, res, detected[i], detect_s[i], run_s[i], total_s, shared[i])
+                for i, (req, res) in enumerate(zip(requests, results))]
+
+    def _demo_result(self, req: DemoRequest, result, faces, detect_s: float, run_s: float, total_s: float,
+                     batch: int) -> DemoResult:
+        pipe = self.pipeline(req.model, req.dtype)
+        w, h = req.rgb.size
+        notes = []
+        if result.mode == "aligned":
+            restored_faces = []  # the slider shows the one face already: no gallery
+            if not is_square(w, h):
+                notes.append(f"{w}x{h} is not square: stretched to {pipe.config.process_size}²")
+            if req.upscale != 1:
+                notes.append("rescale applies to whole photos only")
+        else:
+            restored_faces = []
+            for i, f in enumerate(result.faces, 1):
+                restored_faces += [(f["cropped"], f"face {i}: input"), (f["restored"], f"face {i}: restored")]
+            if not faces:
+                notes.append("no face found: the photo is returned" + (" enlarged only" if req.upscale != 1 else
+                                                                         " unchanged"))
+        n_faces = len(result.faces)
+        per_face = run_s / n_faces if n_faces else None
+        png = self._save(result.image, req.name)
+        out_w, out_h = result.image.size
+        size_part = f"{w}×{h} → {out_w}×{out_h}"
+        if result.mode == "photo":
+            size_part += f" (rescaled ×{req.upscale:g}, Lanczos background)" if req.upscale != 1 else " (not rescaled)"
+        parts = [result.reason,
+                 (f"{len(faces)} face(s) found, {n_faces} restored" if faces is not None else "1 face restored"),
+                 size_part,
+                 f"colour fix: {req.color_fix}",
+                 f"fidelity {req.fidelity:g}" + (" (the restored face, as the paper)" if req.fidelity == 1 else
+                                                 " (blended with the input)"),
+                 f"model {self.model_label(req.model)}"
+                 + ("" if pipe.config.preset in self.model_label(req.model) else f" ({pipe.config.preset})")
+                 + f" on {pipe.device.type} {req.dtype}",
+                 (f"{per_face:.2f} s/face, " if per_face is not None else "")
+                 + f"{total_s:.1f} s in all" + (f" (detection {detect_s:.2f} s)" if detect_s >= 0.005 else "")
+                 + (f", {batch} requests batched" if batch > 1 else "")]
+        if req.latent_mode == "sample":
+            parts.append(f"sampled latent, seed {req.seed}")
         info = " · ".join(parts + notes)
-        logger.info("%s: %s", name, info)
-        return DemoResult(before=before, after=after, faces=restored_faces, png=png, mode=chosen, info=info,
-                          faces_found=len(faces), seconds_per_face=per_face)
+        logger.info("%s: %s", req.name, info)
+        return DemoResult(before=result.before, after=result.image, faces=restored_faces, png=png, mode=result.mode,
+                          info=info, faces_found=len(faces) if faces is not None else 1, seconds_per_face=per_face)
 
     # ------------------------------------------------------------------------------------------------ output
     def _save(self, img: Image.Image, name: str) -> Path:

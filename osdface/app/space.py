@@ -24,7 +24,9 @@ from ..weights import BUNDLED_NANO
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "osdface"
 BUNDLED_MODEL = Path(PACKAGE) / BUNDLED_NANO.relative_to(Path(__file__).resolve().parents[1])  # in the checkout
-EXAMPLES = ("examples/README.md", "examples/astronaut_face_lq.png", "examples/astronaut_photo_lq.jpg")
+EXAMPLES = ("examples/README.md", "examples/astronaut_face_lq.png", "examples/astronaut_photo_lq.jpg",
+            "examples/group_photo.jpg", "examples/old_photo_gray.jpg", "examples/tiny_face.png",
+            "examples/compressed_face.jpg")
 MARKER = ".osdface-space"  # marks a folder this command wrote (only such a folder is ever emptied)
 HEADER_KEYS = ("title", "emoji", "sdk", "sdk_version", "app_file", "python_version", "suggested_hardware",
                "models", "license", "short_description", "tags")

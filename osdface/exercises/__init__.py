@@ -1,8 +1,10 @@
 """Auto-graded exercises for the tutorial notebooks (``notebooks/``).
 
 Each ``check_<name>(fn)`` runs the student's function on seeded random cases, compares it with the library's own
-implementation, prints ``✓ …`` or the first failing case with a hint, and returns True / False (it never raises
-for a wrong answer or for an error inside the student's code).
+implementation, prints ``✓ …`` or the first failing case, and returns a :class:`CheckResult` that is true when every
+case passed (it never raises for a wrong answer or for an error inside the student's code). Help is tiered
+(:mod:`._grading`): a function not written yet gets no hint unless asked; a wrong answer gets what went wrong and a
+conceptual hint; ``check_<name>(fn, hint_level=2)`` adds code-level help; ``hint_level=0`` none at all.
 
 ==========================  ========  ==========================================================
 checker                      notebook  the library function it grades against
@@ -24,6 +26,7 @@ check_invert_affine          07        osdface.faces.alignment.invert_affine
 ==========================  ========  ==========================================================
 """
 
+from ._grading import CheckResult, Hints
 from .alignment import check_invert_affine, check_similarity_transform
 from .degradations import check_add_noise, check_gaussian_kernel
 from .evaluation import check_frechet_distance, check_psnr
@@ -41,5 +44,5 @@ __all__ = [
     "check_lr_warmup", "check_epoch_indices",
     "check_psnr", "check_frechet_distance",
     "check_similarity_transform", "check_invert_affine",
-    "tutorial_faces", "show_row",
+    "tutorial_faces", "show_row", "CheckResult", "Hints",
 ]

@@ -13,14 +13,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..faces.alignment import FFHQ_TEMPLATE_512, invert_affine, similarity_transform
-from ._grading import Case, grade
+from ._grading import Case, Hints, grade
 
-SIM_HINT = ("centre both point sets (subtract their means); var_s = (src_c ** 2).sum() / N; "
-            "cov = dst_c.T @ src_c / N; U, D, Vt = np.linalg.svd(cov); if det(U)·det(Vt) < 0 flip the sign of the "
-            "last singular direction (S = diag(1, -1)); R = U @ S @ Vt; scale = (D * diag(S)).sum() / var_s; "
-            "t = mean_dst - scale * R @ mean_src; return np.hstack([scale * R, t[:, None]]).")
-INV_HINT = ("append the row [0, 0, 1] to get a 3x3 matrix, invert it with np.linalg.inv, keep the first two rows "
-            "(or: A⁻¹ = inv(M[:, :2]), t' = -A⁻¹ @ M[:, 2]).")
+SIM_HINTS = Hints(
+    concept=("a similarity is dst ≈ s·R·src + t: rotation, one scale, shift, and no mirror image. The least-squares "
+             "fit centres both point sets, finds the rotation from their cross-covariance (Umeyama 1991, with a sign "
+             "fix when the best orthogonal matrix would reflect), then the scale and the shift. Or: as complex "
+             "numbers a similarity is w·z + b, a linear least-squares problem in w and b."),
+    code=("zs = src[:, 0] + 1j * src[:, 1]; zd = dst[:, 0] + 1j * dst[:, 1]; centre both; "
+          "w = np.vdot(zs_c, zd_c) / np.vdot(zs_c, zs_c); b = zd.mean() - w * zs.mean(); "
+          "return np.array([[w.real, -w.imag, b.real], [w.imag, w.real, b.imag]])."))
+INV_HINTS = Hints(
+    concept=("an affine map x ↦ A x + t is undone by x ↦ A⁻¹ (x − t): invert the 2×2 part and transform the shift. "
+             "A transpose is only an inverse for pure rotations."),
+    code=("a_inv = np.linalg.inv(m[:, :2]); return np.hstack([a_inv, (-a_inv @ m[:, 2])[:, None]]) "
+          "(or: add the row [0, 0, 1], np.linalg.inv, keep two rows)."))
 
 
 def similarity_cases(seed: int = 0, n: int = 6) -> list[Case]:
@@ -44,9 +51,23 @@ def similarity_cases(seed: int = 0, n: int = 6) -> list[Case]:
     return cases
 
 
-def check_similarity_transform(fn, *, quiet: bool = False) -> bool:
+def diagnose_similarity(got, case: Case) -> str | None:
+    m = np.asarray(got, dtype=np.float64)
+    if m.shape != (2, 3):
+        return None
+    a = m[:, :2]
+    if np.linalg.det(a) < 0:
+        return "your matrix mirrors the points (negative determinant): a similarity may rotate, never reflect."
+    if not (np.isclose(a[0, 0], a[1, 1], atol=1e-6) and np.isclose(a[0, 1], -a[1, 0], atol=1e-6)):
+        return ("the 2×2 part is not a scaled rotation [[a, −b], [b, a]]: a general affine fit (shear, two scales) "
+                "is not a similarity.")
+    return None
+
+
+def check_similarity_transform(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(src, dst)`` against the library's Umeyama fit (6 seeded cases)."""
-    return grade("similarity_transform", fn, similarity_cases(), SIM_HINT, quiet=quiet, rtol=1e-6, atol=1e-6)
+    return grade("similarity_transform", fn, similarity_cases(), SIM_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_similarity, rtol=1e-6, atol=1e-6)
 
 
 def invert_cases(seed: int = 0, n: int = 4) -> list[Case]:
@@ -58,6 +79,20 @@ def invert_cases(seed: int = 0, n: int = 4) -> list[Case]:
     return cases
 
 
-def check_invert_affine(fn, *, quiet: bool = False) -> bool:
+def diagnose_invert(got, case: Case) -> str | None:
+    (m,) = case.args
+    inv = np.asarray(got, dtype=np.float64)
+    if inv.shape != (2, 3):
+        return None
+    full = lambda x: np.vstack([x, [0.0, 0.0, 1.0]])  # noqa: E731
+    if np.allclose(inv[:, :2], m[:, :2].T):
+        return "the transpose of the 2×2 part is not its inverse (unless it is a pure rotation)."
+    if np.allclose((full(m) @ full(inv))[:2, :2], np.eye(2), atol=1e-6):
+        return "the 2×2 part is right; the shift is not: it must be −A⁻¹ t, not −t."
+    return None
+
+
+def check_invert_affine(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(M)`` against :func:`~osdface.faces.alignment.invert_affine` (4 seeded cases)."""
-    return grade("invert_affine", fn, invert_cases(), INV_HINT, quiet=quiet, rtol=1e-7, atol=1e-7)
+    return grade("invert_affine", fn, invert_cases(), INV_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_invert, rtol=1e-7, atol=1e-7)

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import torch
 
-from ._grading import Case, grade
+from ._grading import Case, Hints, close, grade
 
-SOBEL_HINT = ("gray = 0.299 R + 0.587 G + 0.114 B (keep a channel dim); pad 1 px with F.pad(..., mode='replicate'); "
-              "kx = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], ky = kx.T; gx, gy = F.conv2d(padded, k[None, None]); "
-              "sqrt(gx² + gy² + 1e-6), then .expand(-1, 3, -1, -1) (or repeat) to 3 channels.")
-DISC_HINT = ("the discriminator wants real logits high and fake logits low: "
-             "F.softplus(-real).mean() + F.softplus(fake).mean() (softplus(u) = log(1 + e^u)); one scalar.")
+SOBEL_HINTS = Hints(
+    concept=("three steps: the gray image (luma weights 0.299, 0.587, 0.114), the horizontal and vertical Sobel "
+             "derivatives gx, gy (3×3 filters; the border pixels repeat the edge, \"replicate\" padding, so the "
+             "output keeps the input's size), then the magnitude √(gx² + gy² + 10⁻⁶), the same in all 3 channels."),
+    code=("gray = (img * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True); "
+          "p = F.pad(gray, (1, 1, 1, 1), mode='replicate'); kx = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]; "
+          "gx = F.conv2d(p, kx.view(1, 1, 3, 3)); gy = F.conv2d(p, kx.T.reshape(1, 1, 3, 3)); "
+          "return torch.sqrt(gx**2 + gy**2 + 1e-6).repeat(1, 3, 1, 1)."))
+DISC_HINTS = Hints(
+    concept=("the discriminator wants high logits for real latents and low ones for fakes; the logistic loss is "
+             "softplus(−real) on the reals plus softplus(fake) on the fakes, each averaged over its own tensor. "
+             "softplus(u) = log(1 + eᵘ), but e^u overflows for large u: use a numerically stable form."),
+    code="return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()")
 
 
 def sobel_cases(seed: int = 0) -> list[Case]:
@@ -35,9 +43,35 @@ def sobel_cases(seed: int = 0) -> list[Case]:
     return [Case((x,), sobel_magnitude(x), what) for x, what in imgs]
 
 
-def check_sobel_magnitude(fn, *, quiet: bool = False) -> bool:
+def diagnose_sobel(got, case: Case) -> str | None:
+    got, expected = torch.as_tensor(got), case.expected
+    if got.shape[-2:] == tuple(d - 2 for d in expected.shape[-2:]):
+        return "the result is 2 pixels smaller: pad the gray image by one pixel (replicate) before filtering."
+    if got.shape != expected.shape:
+        return None
+    if close(got[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-4):
+        return "right inside, wrong on the border: pad with mode='replicate' (repeat the edge pixels), not zeros."
+    if close(got.square(), expected.square() - 1e-6, atol=1e-4):
+        return "the squared magnitude: take the square root of gx² + gy² + 10⁻⁶."
+    (img,) = case.args
+    if close(got, _sobel_of((img.mean(1, keepdim=True))), atol=1e-4):
+        return "a plain mean of R, G, B is not the luma: weight them 0.299, 0.587, 0.114."
+    return None
+
+
+def _sobel_of(gray: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    p = F.pad(gray, (1, 1, 1, 1), mode="replicate")
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=gray.dtype)
+    gx, gy = F.conv2d(p, kx.view(1, 1, 3, 3)), F.conv2d(p, kx.t().reshape(1, 1, 3, 3))
+    return torch.sqrt(gx**2 + gy**2 + 1e-6).repeat(1, 3, 1, 1)
+
+
+def check_sobel_magnitude(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(img)`` against the library's Sobel magnitude (6 cases: edges and seeded random images)."""
-    return grade("sobel_magnitude", fn, sobel_cases(), SOBEL_HINT, quiet=quiet, rtol=1e-4, atol=1e-5)
+    return grade("sobel_magnitude", fn, sobel_cases(), SOBEL_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_sobel, rtol=1e-4, atol=1e-5)
 
 
 def disc_cases(seed: int = 0) -> list[Case]:
@@ -55,6 +89,25 @@ def disc_cases(seed: int = 0) -> list[Case]:
     return cases
 
 
-def check_discriminator_loss(fn, *, quiet: bool = False) -> bool:
+def diagnose_disc(got, case: Case) -> str | None:
+    import torch.nn.functional as F
+
+    real, fake = case.args
+    got = torch.as_tensor(got, dtype=torch.float64)
+    if got.numel() != 1:
+        return f"the loss is one number (a scalar); yours has shape {tuple(got.shape)}: average each term."
+    if not torch.isfinite(got).all():
+        return "the loss overflows for large logits: log(1 + e^u) needs a stable form (F.softplus, torch.logaddexp)."
+    swapped = F.softplus(real.double()).mean() + F.softplus(-fake.double()).mean()
+    if close(got, swapped):
+        return "real and fake are swapped: the loss should be small when real logits are high and fake ones low."
+    one_mean = F.softplus(torch.cat([-real.flatten(), fake.flatten()]).double()).mean()
+    if real.numel() != fake.numel() and close(got, one_mean):
+        return "one mean over both tensors: average the real term and the fake term separately, then add them."
+    return None
+
+
+def check_discriminator_loss(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(real_logits, fake_logits)`` against the library's softplus discriminator loss (4 seeded cases)."""
-    return grade("discriminator_loss", fn, disc_cases(), DISC_HINT, quiet=quiet, rtol=1e-5, atol=1e-5)
+    return grade("discriminator_loss", fn, disc_cases(), DISC_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_disc, rtol=1e-5, atol=1e-5)

@@ -14,13 +14,18 @@ import torch
 
 from ..configs import SD21_SCHEDULER
 from ..models.one_step import x0_from_eps
-from ._grading import Case, grade
+from ._grading import Case, Hints, close, grade
 
-ALPHA_HINT = ("betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2; "
-              "alphas_cumprod = torch.cumprod(1 - betas, 0); return float(alphas_cumprod[t]). "
-              "(t counts from 0; ᾱ_399 ≈ 0.4261.)")
-X0_HINT = ("solve z_t = √ᾱ · z_0 + √(1 − ᾱ) · ε for z_0: (z_t - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar ** 0.5. "
-           "Keep the tensor's shape; no clamping.")
+ALPHA_HINTS = Hints(
+    concept=("two steps: the betas of a \"scaled linear\" schedule are evenly spaced in √β (from √0.00085 to √0.012, "
+             "1000 of them) and then squared; ᾱ_t is the running product of (1 − β_s) for s = 0 … t, with t counting "
+             "from 0. Work in float64."),
+    code=("betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2; "
+          "return float(torch.cumprod(1 - betas, 0)[t])."))
+X0_HINTS = Hints(
+    concept=("the forward process says z_t = √ᾱ · z_0 + √(1 − ᾱ) · ε. You know z_t, ε and ᾱ: solve that one line "
+             "for z_0 (mind the square roots). The result has the shape of z_t; no clamping."),
+    code="return (z_t - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar ** 0.5")
 
 
 def _alphas_cumprod() -> torch.Tensor:
@@ -36,9 +41,25 @@ def alpha_cases(seed: int = 0) -> list[Case]:
     return [Case((t,), float(table[t]), f"t = {t}") for t in ts]
 
 
-def check_alpha_bar(fn, *, quiet: bool = False) -> bool:
+def diagnose_alpha(got, case: Case) -> str | None:
+    (t,) = case.args
+    table = _alphas_cumprod()
+    got = float(got)
+    near = lambda v: abs(got - float(v)) <= 1e-5 * abs(float(v)) + 1e-7  # noqa: E731
+    if (t > 0 and near(table[t - 1])) or (t < 999 and near(table[t + 1])):
+        return f"off by one step at t = {t}: t counts from 0 and ᾱ_t includes (1 − β_t) itself."
+    linear = torch.cumprod(1 - torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64), 0)
+    if near(linear[t]):
+        return "that is the plain linear schedule: SD 2.1's betas are linear in √β, then squared."
+    if not 0.0 < got <= 1.0:
+        return f"ᾱ_t is a product of numbers in (0, 1), so it lies in (0, 1]; you returned {got:.4g}."
+    return None
+
+
+def check_alpha_bar(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(t)`` against the SD 2.1 scheduler's ᾱ_t (8 timesteps; the table is float32, so rtol 1e-5)."""
-    return grade("alpha_bar", fn, alpha_cases(), ALPHA_HINT, quiet=quiet, rtol=1e-5, atol=1e-7)
+    return grade("alpha_bar", fn, alpha_cases(), ALPHA_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_alpha, rtol=1e-5, atol=1e-7)
 
 
 def x0_cases(seed: int = 0) -> list[Case]:
@@ -50,6 +71,18 @@ def x0_cases(seed: int = 0) -> list[Case]:
     return cases
 
 
-def check_x0_formula(fn, *, quiet: bool = False) -> bool:
+def diagnose_x0(got, case: Case) -> str | None:
+    z, eps, a = case.args
+    if close(got, (z - (1 - a) * eps) / a):
+        return "the square roots are missing: the signal is scaled by √ᾱ and the noise by √(1 − ᾱ)."
+    if close(got, (z + (1 - a) ** 0.5 * eps) / a ** 0.5):
+        return "the noise is added instead of removed."
+    if close(got, z - (1 - a) ** 0.5 * eps):
+        return "the noise is removed, but the result is not divided by √ᾱ."
+    return None
+
+
+def check_x0_formula(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(z_t, eps, alpha_bar)`` against :func:`~osdface.models.one_step.x0_from_eps` (4 seeded cases)."""
-    return grade("x0_formula", fn, x0_cases(), X0_HINT, quiet=quiet, rtol=1e-5, atol=1e-5)
+    return grade("x0_formula", fn, x0_cases(), X0_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_x0, rtol=1e-5, atol=1e-5)

@@ -6,8 +6,10 @@
 
 ``check_epoch_indices(fn)``: ``fn(n, seed, epoch, rank, world) -> list[int]``, the samples one process sees in one
 epoch: a permutation of ``range(n)`` from ``torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003
-+ epoch))``, cut into ``world`` equal shards of ``n // world`` (the tail dropped), shard number ``rank`` — graded
-against :class:`osdface.training.data.EpochSampler` (what makes multi-GPU runs and exact resumes reproducible).
++ epoch))``, dealt out like cards: process ``rank`` takes every ``world``-th entry starting at position ``rank``,
+``n // world`` of them (the tail dropped) — graded against :class:`osdface.training.data.EpochSampler` (what makes
+multi-process runs and exact resumes reproducible: step k of N processes then covers the samples that one process
+with an N times larger batch would see).
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ._grading import Case, grade
+from ._grading import Case, Hints, grade
 
-WARMUP_HINT = ("the multiplier rises linearly and reaches 1 at the end of the warm-up: step 0 gives 1 / "
-               "warmup_steps, step warmup_steps - 1 gives 1, later steps stay 1; warmup_steps == 0 means no warm-up "
-               "(always 1.0).")
-EPOCH_HINT = ("g = torch.Generator().manual_seed(seed * 100_003 + epoch); perm = torch.randperm(n, generator=g)"
-              ".tolist(); per = n // world; return perm[rank * per:(rank + 1) * per].")
+WARMUP_HINTS = Hints(
+    concept=("the multiplier rises in equal steps and reaches exactly 1 on the last warm-up step (step warmup_steps − "
+             "1), then stays at 1. Steps count from 0, and step 0 must already learn a little (its multiplier is not "
+             "0). warmup_steps = 0 means no warm-up."),
+    code="return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)")
+EPOCH_HINTS = Hints(
+    concept=("every process draws the same permutation of range(n) (one generator seeded with seed · 100003 + "
+             "epoch) and the processes take turns, like dealing cards: process `rank` gets the entries at positions "
+             "rank, rank + world, rank + 2·world, … and keeps n // world of them, so that all processes do the same "
+             "number of steps."),
+    code=("g = torch.Generator().manual_seed(seed * 100_003 + epoch); perm = torch.randperm(n, generator=g).tolist(); "
+          "return perm[rank::world][:n // world]."))
 
 
 def warmup_cases() -> list[Case]:
@@ -36,9 +45,22 @@ def warmup_cases() -> list[Case]:
     return cases
 
 
-def check_lr_warmup(fn, *, quiet: bool = False) -> bool:
+def diagnose_warmup(got, case: Case) -> str | None:
+    step, warm = case.args
+    got = float(got)
+    if warm == 0:
+        return "without warm-up (warmup_steps = 0) the multiplier is always 1."
+    if abs(got - min(1.0, step / warm)) < 1e-12:
+        return "off by one step: step 0 is the first step and gets 1 / warmup_steps, not 0 (it would not learn)."
+    if got > 1.0:
+        return "the multiplier never goes above 1: after the warm-up it stays at 1."
+    return None
+
+
+def check_lr_warmup(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(step, warmup_steps)`` against the trainer's warm-up schedule (8 cases)."""
-    return grade("lr_warmup", fn, warmup_cases(), WARMUP_HINT, quiet=quiet, rtol=1e-9, atol=1e-12)
+    return grade("lr_warmup", fn, warmup_cases(), WARMUP_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_warmup, rtol=1e-9, atol=1e-12)
 
 
 def epoch_cases() -> list[Case]:
@@ -53,6 +75,27 @@ def epoch_cases() -> list[Case]:
     return cases
 
 
-def check_epoch_indices(fn, *, quiet: bool = False) -> bool:
+def diagnose_epoch(got, case: Case) -> str | None:
+    n, seed, epoch, rank, world = case.args
+    got = [int(i) for i in got]
+    if len(got) != n // world:
+        return f"each process gets n // world = {n // world} samples (the tail is dropped); you returned {len(got)}."
+    import torch
+
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    per = n // world
+    if got == perm[rank * per:(rank + 1) * per]:
+        return ("contiguous shards (one block of the permutation per process): the processes take turns instead, "
+                "every world-th entry starting at position rank, so that one step of all processes together covers "
+                "what one process with a larger batch would see.")
+    if sorted(got) == sorted(case.expected.tolist()):
+        return "the right samples in the wrong order: keep the permutation's order inside the shard."
+    if len(set(got)) != len(got):
+        return "a sample appears twice: a permutation never repeats an index."
+    return None
+
+
+def check_epoch_indices(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(n, seed, epoch, rank, world)`` against the trainer's epoch sampler (5 cases, exact)."""
-    return grade("epoch_indices", fn, epoch_cases(), EPOCH_HINT, quiet=quiet, exact=True)
+    return grade("epoch_indices", fn, epoch_cases(), EPOCH_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_epoch, exact=True)

@@ -4,8 +4,12 @@
 graded against :func:`osdface.models.codebook.squared_distances`.
 
 ``check_unique_codes(fn)``: ``fn(dist (B, N, K), num_tokens) -> (indices (B, T), valid (B, T))``: order the positions
-by their nearest-code distance (closest first, ties by position), keep each code the first time it appears, take the
-first ``num_tokens``; pad with ``-1`` / False — graded against :func:`osdface.models.codebook.select_unique_codes`.
+by their nearest-code distance (closest first), keep each code the first time it appears, take the first
+``num_tokens``; pad with ``-1`` / False — graded against :func:`osdface.models.codebook.select_unique_codes`.
+
+The library sorts like the release (``torch.sort``'s default algorithm, which does not promise to keep equal
+distances in position order), so the graded cases have no ties between positions whose nearest codes differ
+(float64 distances); positions that share a code may tie, and their order cannot change the answer.
 """
 
 from __future__ import annotations
@@ -13,13 +17,21 @@ from __future__ import annotations
 import torch
 
 from ..models.codebook import select_unique_codes, squared_distances
-from ._grading import Case, grade
+from ._grading import Case, Hints, close, grade
 
-DIST_HINT = ("‖z − e‖² = ‖z‖² + ‖e‖² − 2 z·e: z.pow(2).sum(-1, keepdim=True) + codes.pow(2).sum(-1) "
-             "- 2 * z @ codes.T gives (B, N, K) in one line (or ((z[:, :, None] - codes) ** 2).sum(-1)).")
-CODES_HINT = ("per image: min_dist, nearest = dist.min(-1); order = argsort(min_dist, stable=True); walk the "
-              "positions in that order and append nearest[p] when not seen yet; stop at num_tokens; pad indices "
-              "with -1 and valid with False. Return two (B, num_tokens) tensors: long indices and a bool mask.")
+DIST_HINTS = Hints(
+    concept=("for every image b, position n and code k you need ‖z[b, n] − codes[k]‖², the sum over the D feature "
+             "dimensions of the squared differences; broadcasting (adding size-1 axes) gives all B·N·K of them at "
+             "once, or expand the square: ‖z‖² + ‖e‖² − 2 z·e."),
+    code=("((z[:, :, None, :] - codes[None, None]) ** 2).sum(-1), or z.pow(2).sum(-1, keepdim=True) + "
+          "codes.pow(2).sum(-1) - 2 * z @ codes.T."))
+CODES_HINTS = Hints(
+    concept=("for one image: each position has a nearest code and a distance to it; visit the positions from the "
+             "closest to the farthest, and write a code down the first time you meet it; stop after num_tokens codes. "
+             "Unused slots are −1 in `indices` and False in `valid`."),
+    code=("per image i: d, nearest = dist[i].min(-1); order = torch.sort(d).indices; kept = []; for p in order: "
+          "c = int(nearest[p]); append c when not in kept; break at num_tokens. indices = torch.full((B, T), -1); "
+          "indices[i, :len(kept)] = torch.tensor(kept); return indices, indices >= 0."))
 
 
 def distance_cases(seed: int = 0, n: int = 4) -> list[Case]:
@@ -33,9 +45,21 @@ def distance_cases(seed: int = 0, n: int = 4) -> list[Case]:
     return cases
 
 
-def check_squared_distances(fn, *, quiet: bool = False) -> bool:
+def diagnose_distances(got, case: Case) -> str | None:
+    expected = case.expected
+    if close(got, expected.sqrt()):
+        return "these are distances, not squared distances: drop the square root (torch.cdist takes one)."
+    if close(got, expected.transpose(1, 2)):
+        return "the last two axes are swapped: the result is (B, N, K), positions before codes."
+    if close(got, -expected):
+        return "the sign is flipped: a squared distance is never negative."
+    return None
+
+
+def check_squared_distances(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(z, codes)`` against the library's distances (4 seeded cases, float64)."""
-    return grade("squared_distances", fn, distance_cases(), DIST_HINT, quiet=quiet, rtol=1e-9, atol=1e-9)
+    return grade("squared_distances", fn, distance_cases(), DIST_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_distances, rtol=1e-9, atol=1e-9)
 
 
 def code_cases(seed: int = 0) -> list[Case]:
@@ -46,13 +70,37 @@ def code_cases(seed: int = 0) -> list[Case]:
               (3, 100, 30, 10, "a short prompt")]
     cases = []
     for b, n, k, t, what in shapes:
-        dist = torch.rand(b, n, k, generator=g)
-        if n > 16:  # exact ties in the nearest distance: the stable order (by position) decides
+        dist = torch.rand(b, n, k, generator=g, dtype=torch.float64)  # float64: no accidental ties
+        if n > 16:  # positions with identical distance rows: the same nearest code at the same distance
             dist[:, 1::7] = dist[:, ::7][:, : dist[:, 1::7].shape[1]]
         cases.append(Case((dist, t), select_unique_codes(dist, t), f"B={b}, N={n} positions, K={k}, {t} tokens: {what}"))
     return cases
 
 
-def check_unique_codes(fn, *, quiet: bool = False) -> bool:
+def diagnose_codes(got, case: Case) -> str | None:
+    indices, valid = got
+    exp_idx, exp_valid = case.expected
+    indices, valid = torch.as_tensor(indices), torch.as_tensor(valid)
+    if indices.shape != exp_idx.shape:
+        return None
+    dist, num_tokens = case.args
+    in_grid_order = [list(dict.fromkeys(nearest.tolist()))[:num_tokens] for nearest in dist.argmin(-1)]
+    if all([int(c) for c, v in zip(row, vrow) if v] == want for row, vrow, want in zip(indices, valid, in_grid_order)):
+        return ("these are the first distinct codes in grid order (top-left first): visit the positions by their "
+                "distance to their nearest code, closest first.")
+    for row, exp_row, vrow, exp_v in zip(indices, exp_idx, valid, exp_valid):
+        kept = [int(c) for c, v in zip(row, vrow) if v]
+        if len(kept) != len(set(kept)):
+            return "a code appears twice in one prompt: keep each code only the first time it appears."
+        if sorted(kept) == sorted(int(c) for c in exp_row[exp_v]) and kept != [int(c) for c in exp_row[exp_v]]:
+            return ("the right codes in the wrong order: the slots follow the positions' distances (closest first), "
+                    "not the positions' places in the grid or the code numbers.")
+    if torch.equal(indices[exp_valid], exp_idx[exp_valid]):
+        return "the kept codes are right; the padding is not (−1 in indices, False in valid after the last code)."
+    return None
+
+
+def check_unique_codes(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(dist, num_tokens)`` against the library's prompt rule (4 seeded cases, exact match)."""
-    return grade("unique_codes", fn, code_cases(), CODES_HINT, quiet=quiet, exact=True)
+    return grade("unique_codes", fn, code_cases(), CODES_HINTS, hint_level=hint_level, quiet=quiet,
+                 diagnose=diagnose_codes, exact=True)
