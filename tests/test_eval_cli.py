@@ -53,8 +53,8 @@ def test_eval_input_errors(tmp_path, capsys):
     assert "1 ground-truth image(s) without prediction (e.g. img2.png)" in capsys.readouterr().err
     assert main(["eval", "--pred", str(pred), "--metrics", "psnr"]) == 2
     assert "compares with the ground truth" in capsys.readouterr().err
-    assert main(["eval", "--pred", str(gt), "--gt", str(gt), "--metrics", "sharpness"]) == 2
-    assert "unknown metric 'sharpness'" in capsys.readouterr().err
+    assert main(["eval", "--pred", str(gt), "--gt", str(gt), "--metrics", "brisque"]) == 2
+    assert "unknown metric 'brisque'" in capsys.readouterr().err
     small = _write_set(tmp_path / "small", n=3, size=40)
     assert main(["eval", "--pred", str(small), "--gt", str(gt), "--metrics", "psnr"]) == 2
     assert "paired images must have one size" in capsys.readouterr().err
