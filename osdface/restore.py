@@ -32,6 +32,13 @@ Output layout of :func:`restore_files` (CodeFormer's, plus ``cmp/``)::
                                         copied; same size, frame rate and frame count as the input
     OUT/frames/NAME/000000.png ...      with ``save_frames``: every output frame
 
+Archives (:class:`Shard`, :class:`Manifest`): several processes started by ``torchrun --nproc_per_node N`` (or
+``accelerate launch``) each take every N-th input (``RANK``/``WORLD_SIZE`` from the launcher), with output names
+computed over the whole input list, so that the outputs are those of one process. ``skip_existing`` leaves an input
+whose output is already complete (the final file is written last, under its name only once complete) to an earlier
+run. ``OUT/manifest.jsonl`` gets one line per input (input, output, faces, status ok/failed/skipped, seconds, rank),
+appended by each process with one ``write`` (``O_APPEND``).
+
 Every file is written atomically (:func:`osdface.image_io.save_png`; videos through a temporary name renamed at the
 end), never over an input, and only under ``OUT``. Files are decoded and encoded in a background thread while the
 model works on the previous batch. :func:`classify_inputs` tells images from videos by their content.
@@ -60,7 +67,7 @@ BACKENDS = ("torch", "onnx")
 
 __all__ = ["MODES", "BACKENDS", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
            "restore_aligned", "restore_image", "restore_many", "restore_files", "output_names", "photo_output_paths",
-           "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX"]
+           "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX", "Shard", "Manifest"]
 
 
 # ----------------------------------------------------------------------------------------------------- the model
@@ -387,14 +394,82 @@ def _side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
 
 @dataclass
 class RestoreSummary:
-    """What :func:`restore_files` did: ``done`` inputs fully written, ``failed`` inputs, ``faces`` restored,
-    ``model_seconds`` spent restoring (decoding and writing files excluded)."""
+    """What :func:`restore_files` did: of its ``total`` inputs (this process's share), ``done`` fully written,
+    ``skipped`` already complete (``skip_existing``), ``failed``; ``faces`` restored, ``model_seconds`` spent
+    restoring (decoding and writing files excluded)."""
 
     total: int
     done: int = 0
     failed: list[Path] = field(default_factory=list)
     faces: int = 0
     model_seconds: float = 0.0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of an input list: every ``world``-th item from ``rank`` (interleaved, so that each
+    process gets a similar mix of a folder sorted by name)."""
+
+    rank: int = 0
+    world: int = 1
+
+    def __post_init__(self):
+        if not (self.world >= 1 and 0 <= self.rank < self.world):
+            raise ValueError(f"shard {self.rank} of {self.world}: need 0 <= rank < world")
+
+    @classmethod
+    def from_env(cls) -> "Shard":
+        """``RANK`` / ``WORLD_SIZE`` as ``torchrun`` and ``accelerate launch`` set them (one process: 0 of 1)."""
+        try:
+            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        except ValueError:
+            raise ValueError(f"RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}: "
+                             f"not a process rank and count") from None
+
+    def take(self, items: list) -> list:
+        return list(items[self.rank::self.world])
+
+
+class Manifest:
+    """``OUT/manifest.jsonl``: one JSON object per input and run (``input``, ``output``, ``faces``, ``status`` =
+    ok | failed | skipped, ``seconds`` of model time, ``rank``, ``error`` when failed). Each line is written with a
+    single ``os.write`` on an ``O_APPEND`` descriptor, which keeps the lines of concurrent processes whole."""
+
+    def __init__(self, path: str | os.PathLike, rank: int = 0):
+        self.path, self.rank = Path(path), rank
+
+    def record(self, input, output, status: str, *, faces: int = 0, seconds: float = 0.0, error: str | None = None
+               ) -> None:
+        import json
+
+        row = {"input": str(input), "output": str(output) if output is not None else None, "faces": faces,
+               "status": status, "seconds": round(seconds, 4), "rank": self.rank}
+        if error:
+            row["error"] = error
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def rows(self) -> list[dict]:
+        """Every line recorded so far (all runs and processes), oldest first."""
+        import json
+
+        if not self.path.is_file():
+            return []
+        return [json.loads(x) for x in self.path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+class _NoManifest(Manifest):
+    def __init__(self):
+        super().__init__(os.devnull)
+
+    def record(self, *args, **kwargs) -> None:
+        pass
 
 
 def _stderr(line: str) -> None:
@@ -406,26 +481,51 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
                   fidelity: float = 1.0, detector=None, upscale: float = 1, only_center_face: bool = False,
                   draw_box: bool = False,
                   latent_mode: str | None = None, generator=None, log: Callable[[str], None] = _stderr,
-                  on_done: Callable[[int], None] | None = None) -> RestoreSummary:
+                  on_done: Callable[[int], None] | None = None, shard: Shard | None = None,
+                  skip_existing: bool = False, manifest: str | None = "manifest.jsonl") -> RestoreSummary:
     """Restore image files into ``output`` (layout in the module docstring); one input's failure is reported with
     one ``error: <file>: <reason>`` line through ``log`` and the others go on. ``on_done(n)`` is called as inputs
-    finish (a progress bar's ``update``). ``aligned=False``: whole photos, with ``detector`` (default: auto)."""
+    finish (a progress bar's ``update``). ``aligned=False``: whole photos, with ``detector`` (default: auto).
+
+    ``shard``: restore only this process's share (output names still come from the whole list); ``skip_existing``:
+    leave inputs whose output (a photo's final result) exists; ``manifest``: the file under ``output`` that gets a
+    line per input (None: none)."""
     inputs = [Path(p) for p in inputs]
     out = Path(output)
-    summary = RestoreSummary(total=len(inputs))
+    shard = shard or Shard()
     tick = on_done or (lambda n: None)
     from .faces.photo import check_fidelity, check_upscale
 
     run = dict(latent_mode=latent_mode, generator=generator, fidelity=check_fidelity(fidelity))
+    if not aligned:
+        upscale = check_upscale(upscale)
+    record = Manifest(out / manifest, shard.rank) if manifest else _NoManifest()
+    if aligned:  # names over the whole list: every process agrees on them
+        targets = output_names(inputs, out / faces_dir, suffix)
+        final = targets
+    else:
+        targets = photo_output_paths(inputs, out, suffix)
+        final = {p: t["final"] for p, t in targets.items()}
+    mine = shard.take(inputs)
+    summary = RestoreSummary(total=len(mine))
+    if skip_existing:
+        todo = []
+        for p in mine:
+            if final[p].is_file():
+                summary.skipped += 1
+                record.record(p, final[p], "skipped")
+                tick(1)
+            else:
+                todo.append(p)
+        mine = todo
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="osdface-io") as io:
         if aligned:
-            _aligned_files(pipe, inputs, output_names(inputs, out / faces_dir, suffix), summary, io, log, tick,
-                           batch_size=batch_size, color_fix=color_fix, **run)
+            _aligned_files(pipe, mine, targets, summary, io, log, tick, record, batch_size=batch_size,
+                           color_fix=color_fix, **run)
         else:
-            upscale = check_upscale(upscale)
-            _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, detector=_detector_for(pipe, detector),
-                         batch_size=batch_size, color_fix=color_fix, upscale=upscale,
-                         only_center_face=only_center_face, draw_box=draw_box, **run)
+            _photo_files(pipe, mine, inputs, out, targets, summary, io, log, tick, record,
+                         detector=_detector_for(pipe, detector), batch_size=batch_size, color_fix=color_fix,
+                         upscale=upscale, only_center_face=only_center_face, draw_box=draw_box, **run)
     return summary
 
 
@@ -447,7 +547,7 @@ def _loaded(io: ThreadPoolExecutor, paths: list[Path], chunk: int):
         yield current
 
 
-def _aligned_files(pipe, inputs, targets, summary, io, log, tick, *, batch_size, color_fix, **run) -> None:
+def _aligned_files(pipe, inputs, targets, summary, io, log, tick, record, *, batch_size, color_fix, **run) -> None:
     size = pipe.config.process_size
     writes = []
     for chunk in _loaded(io, inputs, batch_size):
@@ -456,6 +556,7 @@ def _aligned_files(pipe, inputs, targets, summary, io, log, tick, *, batch_size,
             if isinstance(img, Exception):
                 summary.failed.append(path)
                 log(f"error: {img}")
+                record.record(path, None, "failed", error=str(img))
                 tick(1)
                 continue
             if img.width != img.height:
@@ -469,45 +570,49 @@ def _aligned_files(pipe, inputs, targets, summary, io, log, tick, *, batch_size,
             warnings.simplefilter("always")
             restored = restore_aligned(pipe, [img for _, img in images], color_fix=color_fix,
                                        batch_size=len(images), **run)
-        summary.model_seconds += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        summary.model_seconds += seconds
         for w in caught:
             if "not square" not in str(w.message):  # already reported above, with the file name
                 log(f"warning: {w.message}")
         for (path, _), result in zip(images, restored):
-            writes.append((path, io.submit(image_io.save_png, result, targets[path])))
-        writes = _collect(writes, summary, log, tick, targets, wait=False)
-    _collect(writes, summary, log, tick, targets, wait=True)
+            writes.append((path, io.submit(image_io.save_png, result, targets[path]), seconds / len(images)))
+        writes = _collect(writes, summary, log, tick, targets, record, wait=False)
+    _collect(writes, summary, log, tick, targets, record, wait=True)
 
 
-def _collect(writes, summary, log, tick, targets, *, wait: bool):
+def _collect(writes, summary, log, tick, targets, record, *, wait: bool):
     """Account for finished writes (all of them with ``wait``); returns those still running."""
     running = []
-    for path, future in writes:
+    for path, future, seconds in writes:
         if not wait and not future.done():
-            running.append((path, future))
+            running.append((path, future, seconds))
             continue
         try:
             future.result()
             summary.done += 1
             summary.faces += 1
+            record.record(path, targets[path], "ok", faces=1, seconds=seconds)
         except OSError as err:
             summary.failed.append(path)
-            log(f"error: {path}: cannot write {targets[path]}: {err.strerror or err}")
+            msg = f"cannot write {targets[path]}: {err.strerror or err}"
+            log(f"error: {path}: {msg}")
+            record.record(path, targets[path], "failed", seconds=seconds, error=msg)
         tick(1)
     return running
 
 
-def _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, *, detector, batch_size, color_fix, upscale,
-                 only_center_face, draw_box, **run) -> None:
+def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, record, *, detector, batch_size,
+                 color_fix, upscale, only_center_face, draw_box, **run) -> None:
     from .faces.photo import lanczos_upsample
 
-    input_keys = {_key(p) for p in inputs}
-    paths = photo_output_paths(inputs, out, suffix)
+    input_keys = {_key(p) for p in all_inputs}
     for chunk in _loaded(io, inputs, 1):
         path, img = chunk[0]
         if isinstance(img, Exception):
             summary.failed.append(path)
             log(f"error: {img}")
+            record.record(path, None, "failed", error=str(img))
             tick(1)
             continue
         try:
@@ -515,11 +620,13 @@ def _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, *, detector,
             result = restore_image(pipe, img, mode="photo", detector=detector, upscale=upscale,
                                    only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
                                    batch_size=batch_size, **run)
-            summary.model_seconds += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            summary.model_seconds += seconds
         except (ValueError, RuntimeError, MemoryError, OSError) as err:
             summary.failed.append(path)
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             log(f"error: {path}: {msg}")
+            record.record(path, None, "failed", error=msg)
             tick(1)
             continue
         p = paths[path]
@@ -528,27 +635,29 @@ def _photo_files(pipe, inputs, out, suffix, summary, io, log, tick, *, detector,
             name = p["face_name"](i)
             writes.append((face["cropped"], out / "cropped_faces" / name))
             writes.append((face["restored"], out / "restored_faces" / name))
-        writes.append((result.image, p["final"]))
         up = lanczos_upsample(img, upscale) if upscale != 1 else img
         writes.append((_side_by_side(up, result.image), p["cmp"]))
-        ok = True
+        writes.append((result.image, p["final"]))  # last: its presence means the photo is complete (skip_existing)
+        problems = []
         for im, target in writes:
             if _key(target) in input_keys:
-                log(f"error: {path}: not writing {target}: it is one of the inputs")
-                ok = False
-                continue
-            try:
-                image_io.save_png(im, target)
-            except OSError as err:
-                log(f"error: {path}: cannot write {target}: {err.strerror or err}")
-                ok = False
+                problems.append(f"not writing {target}: it is one of the inputs")
+            else:
+                try:
+                    image_io.save_png(im, target)
+                    continue
+                except OSError as err:
+                    problems.append(f"cannot write {target}: {err.strerror or err}")
+            log(f"error: {path}: {problems[-1]}")
         if not result.faces:
             log(f"{path}: no face detected; wrote the {'enlarged ' if upscale != 1 else ''}photo to {p['final']}")
-        if ok:
+        if not problems:
             summary.done += 1
         else:
             summary.failed.append(path)
         summary.faces += len(result.faces)
+        record.record(path, p["final"], "failed" if problems else "ok", faces=len(result.faces), seconds=seconds,
+                      error=problems[0] if problems else None)
         tick(1)
 
 

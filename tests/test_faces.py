@@ -1,5 +1,6 @@
 """Whole-photo mode: alignment, paste-back, colour fix, dlib detection, restore_photo, restore_files."""
 
+import json
 import os
 from pathlib import Path
 
@@ -388,7 +389,10 @@ def test_restore_files_photo_mode_end_to_end(tiny_pipe, faces_dir, tmp_path, cap
     assert cmp_.size == (3600, 1120)
     assert (out / "final_results" / "noise.png").read_bytes() == before
     assert (out / "final_results" / "noise_x.png").is_file()
-    assert sorted(os.listdir(out)) == ["cmp", "cropped_faces", "final_results", "restored_faces"]
+    assert sorted(os.listdir(out)) == ["cmp", "cropped_faces", "final_results", "manifest.jsonl", "restored_faces"]
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(Path(r["input"]).name, r["status"], r["faces"]) for r in rows] == [
+        ("broken.png", "failed", 0), ("group.jpg", "ok", 3), ("noise.png", "ok", 0)]
     assert not any(p.name.startswith("broken") for p in out.rglob("*"))
 
 

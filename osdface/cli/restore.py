@@ -5,8 +5,11 @@
     osdface restore -i faces/ -o out --has_aligned --model ./osdface-sd21 --device cuda --dtype fp16
     osdface restore -i clip.mp4 -o out --save-frames                     # a video → out/final_results/clip.mp4
     osdface restore -i faces/ -o out --has_aligned --backend onnx --model ./nano-onnx   # ONNX Runtime, no torch
+    torchrun --nproc_per_node 2 -m osdface restore -i archive/ -o out --skip-existing  # N processes (GPUs), resumable
 
-The work is :func:`osdface.restore.restore_files` (images) and :func:`osdface.restore.restore_video` (videos, told
+Under ``torchrun``/``accelerate launch`` (``RANK``/``WORLD_SIZE`` set) each process restores every N-th input
+(:class:`osdface.restore.Shard`) on its own GPU (``cuda:LOCAL_RANK``) or CPU cores; ``OUT/manifest.jsonl`` records
+every input (:class:`osdface.restore.Manifest`). The work is :func:`osdface.restore.restore_files` (images) and :func:`osdface.restore.restore_video` (videos, told
 from images by their content: :func:`osdface.restore.classify_inputs`); their docstrings have the output layout.
 Whole-photo defaults:
 ``--upscale 1`` (CodeFormer's is 2; without a learned background upsampler the photo is only Lanczos-enlarged, so
@@ -60,6 +63,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--local-files-only", action="store_true", default=None,
                    help="never contact the Hub (also: HF_HUB_OFFLINE=1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--skip-existing", "--skip_existing", dest="skip_existing", action="store_true",
+                   help="leave inputs whose output is already complete (resume an interrupted run); every input gets "
+                        "a line in OUTPUT/manifest.jsonl")
     g = r.add_argument_group("whole photos (without --has_aligned)")
     g.add_argument("--only_center_face", "--only-center-face", dest="only_center_face", action="store_true",
                    help="restore only the face nearest the photo's centre")
@@ -99,12 +105,20 @@ def add_parsers(sub) -> None:
 
 def cmd_restore(args) -> int:
     from .. import image_io
+    from ..restore import Shard, classify_inputs
 
+    try:
+        shard = Shard.from_env()
+    except ValueError as e:
+        err(str(e))
+        return 2
     onnx = args.backend == "onnx"
-    device = args.device if onnx else pick_device_or_report(args.device)
+    device = args.device if onnx else pick_device_or_report(_local_device(args.device, shard))
     if device is None:
         return 2
-    from ..restore import classify_inputs
+    who = f"process {shard.rank} of {shard.world}: " if shard.world > 1 else ""
+    if shard.rank > 0:
+        args.quiet = True  # one progress bar per launch: rank 0's
 
     if onnx and args.latent_mode == "sample":
         err("--latent-mode sample needs the torch backend (the ONNX graphs compute the latent's mode)")
@@ -176,26 +190,41 @@ def cmd_restore(args) -> int:
                                 batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
                                 upscale=args.upscale, only_center_face=args.only_center_face,
                                 draw_box=args.draw_box, latent_mode=args.latent_mode, generator=generator,
-                                log=lambda line: tqdm.write(line, file=sys.stderr), on_done=bar.update)
+                                log=lambda line: tqdm.write(who + line, file=sys.stderr), on_done=bar.update,
+                                shard=shard, skip_existing=args.skip_existing)
         bar.close()
         s = summary
+        already = f"; {s.skipped} already done" if s.skipped else ""
         if args.has_aligned:
             rate = f", {s.model_seconds / s.done:.2f} s/face" if s.done else ""
-            print(f"restored {s.done} of {s.total} image(s) into {out / 'restored_faces'}{rate}"
+            print(f"{who}restored {s.done} of {s.total} image(s) into {out / 'restored_faces'}{rate}{already}"
                   + (f"; {len(s.failed)} failed" if s.failed else ""))
         else:
             rate = f", {s.model_seconds / s.done:.2f} s/photo" if s.done else ""
-            print(f"restored {s.faces} face(s) in {s.done} of {s.total} photo(s) into {out}{rate}"
+            print(f"{who}restored {s.faces} face(s) in {s.done} of {s.total} photo(s) into {out}{rate}{already}"
                   + (f"; {len(s.failed)} failed" if s.failed else ""))
         failed += len(s.failed)
     if videos:
-        failed += _restore_videos(args, pipe, videos, out, detector, generator, tqdm)
+        failed += _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard)
     return 1 if failed else 0
 
 
-def _restore_videos(args, pipe, videos, out, detector, generator, tqdm) -> int:
+def _local_device(name: str, shard) -> str:
+    """Under a multi-process launch, ``auto``/``cuda`` mean this process's GPU, ``cuda:LOCAL_RANK``."""
+    import os
+
+    if shard.world == 1 or name not in ("auto", "cuda"):
+        return name
+    import torch
+
+    if not torch.cuda.is_available():
+        return name
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', shard.rank)) % torch.cuda.device_count()}"
+
+
+def _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard) -> int:
     """Each video with its own progress bar (frames, frames/s, ETA); returns how many failed."""
-    from ..restore import restore_video, video_output_paths
+    from ..restore import Manifest, restore_video, video_output_paths
     from ..video.io import VideoInputError
 
     if args.has_aligned:
@@ -203,8 +232,12 @@ def _restore_videos(args, pipe, videos, out, detector, generator, tqdm) -> int:
     if args.upscale != 1:
         print("note: videos keep their size (--upscale applies to photos)", file=sys.stderr)
     targets = video_output_paths(videos, out, args.suffix or "")
+    manifest = Manifest(out / "manifest.jsonl", shard.rank)
     failed = 0
-    for path in videos:
+    for path in shard.take(videos):
+        if args.skip_existing and targets[path]["final"].is_file():  # renamed into place only once complete
+            manifest.record(path, targets[path]["final"], "skipped")
+            continue
         bar = tqdm(total=None, unit="frame", desc=path.name, file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
 
         def progress(done, total, bar=bar):
@@ -225,9 +258,11 @@ def _restore_videos(args, pipe, videos, out, detector, generator, tqdm) -> int:
             bar.close()
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             tqdm.write(f"error: {msg if isinstance(e, VideoInputError) else f'{path}: {msg}'}", file=sys.stderr)
+            manifest.record(path, None, "failed", error=msg)
             failed += 1
             continue
         bar.close()
+        manifest.record(path, s.output, "ok", faces=s.faces, seconds=s.seconds)
         print(f"restored {s.line()} into {s.output}" + (f" (frames in {s.frames_dir})" if s.frames_dir else ""))
     return failed
 

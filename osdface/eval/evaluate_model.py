@@ -156,7 +156,8 @@ def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathL
         lq = {k: v for k, v in lq.items() if k in keep}
 
     names = sorted(lq)
-    summary = restore_files(pipe, [lq[n] for n in names], out, faces_dir="restored", batch_size=batch_size,
+    summary = restore_files(pipe, [lq[n] for n in names], out, faces_dir="restored", manifest=None,
+                            batch_size=batch_size,
                             log=log, on_done=_progress(len(names), batch_size, log))
     if summary.failed:
         raise EvalInputError(f"{len(summary.failed)} degraded image(s) could not be restored, e.g. {summary.failed[0]}")
