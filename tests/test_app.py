@@ -251,6 +251,36 @@ def test_batched_page_function_refuses_per_request(restorer):
     assert not next(f for f in build_demo(restorer).fns.values() if f.api_name == "restore").batch  # CPU: one by one
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """1.2 s of 160x128 at 10 fps with audio: the example face moving."""
+    from osdface.faces.synthetic_group import face_sources
+    from osdface.video.synthetic import synthetic_clip, write_clip
+
+    face = face_sources(n=0)[0][1]
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    return write_clip(path, (f.lq for f in synthetic_clip(face, (128, 160), 12, fps=10)), fps=10)
+
+
+def test_video_is_restored_and_trimmed_to_the_limit(restorer, clip):
+    from osdface.video.io import probe
+
+    steps = []
+    result = restorer.restore_video(clip, max_seconds=0.5, progress=lambda f, desc: steps.append(f))
+    out = probe(result.video)
+    assert result.video.is_file() and result.video.suffix == ".mp4" and result.video.parent.parent == restorer.output_dir
+    assert (out.width, out.height, float(out.fps)) == (160, 128, 10.0) and out.audio == ["aac"]
+    assert result.trimmed and result.frames == 5 and "first 0.5 s" in result.info
+    assert steps and steps[-1] == 1.0
+
+
+def test_video_uploads_are_refused_in_one_line(restorer, bad_files):
+    with pytest.raises(DemoInputError, match="notes.txt: not a video"):
+        restorer.restore_video(bad_files["text"])
+    with pytest.raises(DemoInputError, match="no video"):
+        restorer.restore_video(None)
+
+
 def test_no_image(restorer):
     with pytest.raises(DemoInputError, match="no image"):
         restorer.restore(None)
@@ -306,7 +336,8 @@ def _args(path, *, mode="auto", upscale=1, fidelity=1.0):
 
 
 def test_client_restores_a_face_crop_and_a_photo(client):
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/restore"]
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/restore",
+                                                                                              "/restore_video"]
     slider, gallery, png, info = client.predict(*_args(FACE), api_name="/restore")
     with Image.open(png) as im:
         assert (im.format, im.size) == ("PNG", (SIZE, SIZE))
@@ -329,6 +360,17 @@ def test_client_gets_clear_errors(client, bad_files, kind, message):
     assert message in text and "Traceback" not in text and "/tmp/" not in text
 
 
+def test_client_restores_a_video(client, clip):
+    from gradio_client import handle_file
+
+    from osdface.video.io import probe
+
+    video, info = client.predict(handle_file(str(clip)), "none", None, "auto", api_name="/restore_video")
+    path = video["video"] if isinstance(video, dict) else video
+    out = probe(path)
+    assert (out.width, out.height) == (160, 128) and out.estimated_frames == 12 and "12 frames" in info
+
+
 def test_client_two_concurrent_requests_finish(client):
     t0 = time.monotonic()
     jobs = [client.submit(*_args(FACE), api_name="/restore"), client.submit(*_args(PHOTO), api_name="/restore")]
@@ -348,7 +390,7 @@ DONE = ("() => { const t = document.querySelector('#result-info textarea');"
 def browser_page(monkeypatch_module, bad_files):
     """The page as app.py serves it by default (the bundled nano model, the default detector), in Debian's chromium
     driven by Playwright. Screenshots of every state go to artifacts/ (or $OSDFACE_ARTIFACTS): app_initial.png,
-    app_photo.png (also app_screenshot.png), app_aligned.png, app_error.png, app_mobile.png."""
+    app_photo.png (also app_screenshot.png), app_aligned.png, app_error.png, app_mobile.png, app_video.png."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
@@ -478,6 +520,24 @@ def test_browser_phone_scrolls_to_the_result(browser_page):
     box = page.locator("#result-slider").bounding_box()  # relative to the viewport
     assert page.evaluate("() => window.scrollY") > top_before and -50 < box["y"] < 844, box
     _shot(page, "app_mobile.png", full_page=False)  # what the phone shows: the result, not the button
+    assert not errors, errors
+
+
+def test_browser_video_tab(browser_page, clip):
+    page, errors = _open(*browser_page)
+    page.get_by_role("tab", name="Video").click()
+    assert "first 10 s are restored" in page.locator("#video-tab").inner_text()
+    page.locator("#input-video input[type=file]").set_input_files(str(clip))
+    page.wait_for_timeout(1500)
+    page.click("#restore-video-button")
+    page.wait_for_function("() => { const t = document.querySelector('#video-info textarea');"
+                           " return t && (t.value.includes('frames/s') || t.value.startsWith('⚠')); }",
+                           timeout=300_000)
+    info = page.locator("#video-info textarea").input_value()
+    assert "12 frames 160x128" in info and "audio" in info, info
+    page.wait_for_function("() => { const v = document.querySelector('#result-video video');"
+                           " return v && v.readyState >= 2; }", timeout=30_000)  # the browser plays the MP4
+    _shot(page, "app_video.png")
     assert not errors, errors
 
 

@@ -48,8 +48,12 @@ DETECTOR_LABELS = {"centerface": "CenterFace", "retinaface": "RetinaFace", "dlib
 MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder
 KEEP_RESULTS_S = 3600
+#: the demo restores at most this many seconds of an uploaded video (the rest is cut; $OSDFACE_VIDEO_SECONDS)
+VIDEO_SECONDS = float(os.environ.get("OSDFACE_VIDEO_SECONDS", "10"))
+#: largest accepted video frame (a 1080p frame is 2.1 MP)
+VIDEO_MAX_PIXELS = 1920 * 1088
 
-__all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "choose_mode", "default_model",
+__all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "DemoVideoResult", "VIDEO_SECONDS", "choose_mode", "default_model",
            "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "UPSCALE_RANGE", "DEFAULT_MAX_PIXELS"]
 
 
@@ -70,6 +74,16 @@ class DemoResult:
     info: str = ""
     faces_found: int = 0
     seconds_per_face: float | None = None
+
+
+@dataclass
+class DemoVideoResult:
+    """``video``: the restored MP4 (H.264, the input's size and frame rate, audio copied); ``info``: one line."""
+
+    video: Path
+    info: str
+    frames: int = 0
+    trimmed: bool = False
 
 
 @dataclass
@@ -391,6 +405,54 @@ class DemoRestorer:
         logger.info("%s: %s", req.name, info)
         return DemoResult(before=result.before, after=result.image, faces=restored_faces, png=png, mode=result.mode,
                           info=info, faces_found=len(faces) if faces is not None else 1, seconds_per_face=per_face)
+
+    # ------------------------------------------------------------------------------------------------ videos
+    def restore_video(self, video, *, color_fix_method: str = "none", model: str | None = None,
+                      dtype: str | None = None, max_seconds: float | None = None, progress=None) -> DemoVideoResult:
+        """Restore the first ``max_seconds`` (default :data:`VIDEO_SECONDS`) of an uploaded video with
+        :func:`osdface.restore.restore_video` (tracked, smoothed faces; audio copied). ``progress(fraction, desc)``
+        is called as frames are done."""
+        from ..restore import restore_video
+        from ..video.io import VideoInputError, probe
+
+        if video is None:
+            raise DemoInputError("no video: upload a short clip first")
+        path = Path(str(video))
+        if not path.is_file():
+            raise DemoInputError(f"{path.name}: the upload is missing; upload it again")
+        info = probe(path)
+        if info is None:
+            raise DemoInputError(f"{path.name}: not a video FFmpeg can read")
+        if info.width * info.height > VIDEO_MAX_PIXELS:
+            raise DemoInputError(f"{path.name}: {info.width}x{info.height} is larger than the demo takes "
+                                 f"(1080p at most); scale it down or use `osdface restore` on your machine")
+        if color_fix_method not in COLOR_FIX_METHODS:
+            raise DemoInputError(f"colour fix {color_fix_method!r}: use one of {', '.join(COLOR_FIX_METHODS)}")
+        limit = VIDEO_SECONDS if max_seconds is None else float(max_seconds)
+        pipe = self.pipeline(model, dtype)
+        report = progress or (lambda *a, **k: None)
+        report(0.0, desc="decoding")
+
+        def frames_done(done, total):
+            if total:
+                report(min(1.0, done / total), desc=f"frame {done} of {total}")
+
+        self._prune()
+        folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.output_dir))
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80] or "video"
+        target = {"final": folder / f"{stem}_restored.mp4", "frames": folder / "frames"}
+        try:
+            with self._detect_lock:  # the detector is shared with photo requests
+                summary = restore_video(pipe, path, folder, detector=self.detector, target=target,
+                                        max_seconds=limit, trim=True, color_fix=color_fix_method,
+                                        progress=frames_done)
+        except VideoInputError as err:
+            raise DemoInputError(str(err).splitlines()[0]) from None
+        line = summary.line().replace(f"{path.name}: ", "", 1)
+        note = f" · only the first {limit:g} s were restored (the demo's limit)" if summary.trimmed else ""
+        logger.info("%s: %s", path.name, line)
+        return DemoVideoResult(video=summary.output, info=f"{line}{note}", frames=summary.frames,
+                               trimmed=summary.trimmed)
 
     # ------------------------------------------------------------------------------------------------ output
     def _save(self, img: Image.Image, name: str) -> Path:

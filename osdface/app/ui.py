@@ -6,6 +6,8 @@ upload is checked at once, with examples that show what the tool is for; options
 strength = fidelity, rescale factor, colour fix, only the centre face) and advanced ones (model, dtype, latent,
 seed, randomise seed); outputs: a labelled input | restored slider, an info box (where every problem is written and
 stays), the final image as a lossless PNG file, and for whole photos the input and restored crop of every face.
+A second tab takes a short video (the first ``OSDFACE_VIDEO_SECONDS``, default 10, are restored; up to 1080p) and
+returns the restored MP4 (``/restore_video``).
 
 The API endpoint is ``/restore`` (Gradio 6 names it after the function)::
 
@@ -33,7 +35,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..faces.color import COLOR_FIX_METHODS
-from .restorer import DTYPES, LATENT_MODES, MODES, UPSCALE_RANGE, DemoInputError, DemoRestorer
+from .restorer import (DTYPES, LATENT_MODES, MODES, UPSCALE_RANGE, VIDEO_SECONDS, DemoInputError,
+                       DemoRestorer)
 
 logger = logging.getLogger("osdface.app")
 
@@ -250,6 +253,20 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             message = str(err)
         return None, gr.update(value=None, visible=False), None, f"⚠ {message}"
 
+    @gpu
+    def restore_video(video, color_fix, model, dtype, progress=gr.Progress()):
+        """Restore the faces of a short video (the first OSDFACE_VIDEO_SECONDS seconds)."""
+        try:
+            result = restorer.restore_video(video, color_fix_method=color_fix, model=model or None,
+                                            dtype=dtype or None, progress=progress)
+        except Exception as err:  # noqa: BLE001
+            raise failed(err, [video]) from None
+        return str(result.video), result.info
+
+    def explain_video_failure(video):
+        message = errors.pop(str(video), None) or "restoration failed (the server log has the details)"
+        return None, f"⚠ {message}"
+
     def show_gallery(faces):
         return gr.update(visible=bool(faces))
 
@@ -265,51 +282,69 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
         if restorer.is_small_model():
             with gr.Accordion("How to run the paper's model", open=False, elem_id="full-model"):
                 gr.Markdown(FULL_MODEL_HELP)
-        with gr.Row():
-            with gr.Column():
-                image = UploadImage(type="filepath", label="Photo or face crop",
-                                    sources=["upload", "clipboard", "webcam"], height=400, elem_id="input-image")
-                run = gr.Button("Restore", variant="primary", elem_id="restore-button")
-                gr.Examples(example_paths(), inputs=[image], cache_examples=False, examples_per_page=6,
-                            label="Examples: " + ", ".join(example_labels()) + " (public domain or generated "
-                                  "from it: examples/README.md)")
-                with gr.Row():
-                    mode = gr.Radio([(MODE_LABELS[m], m) for m in MODES], value="auto", label="Input is")
-                fidelity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength (fidelity w)",
-                                     info="1 = the restored face (the paper's setting); lower values blend it with "
-                                          "your input: fewer invented details, more of the original damage; "
-                                          "0 = your input unchanged.", elem_id="fidelity")
-                upscale = gr.Slider(UPSCALE_RANGE[0], UPSCALE_RANGE[1], value=1.0, step=0.25,
-                                    label="Rescale whole photos (×)",
-                                    info="the background is enlarged with Lanczos, the faces are restored at full "
-                                         "resolution; aligned crops keep the model's size", elem_id="upscale")
-                with gr.Row():
-                    color_fix = gr.Dropdown(list(COLOR_FIX_METHODS), value="none", label="Colour fix",
-                                            info="pull the restored colours toward the input's")
-                    only_center = gr.Checkbox(False, label="Only the centre face")
-                with gr.Accordion("Advanced", open=False):
-                    model = gr.Dropdown([(restorer.model_label(m), m) for m in restorer.models],
-                                        value=restorer.default_model, label="Model",
-                                        allow_custom_value=restorer.allow_custom_models,
-                                        info="a model folder or Hub id" if restorer.allow_custom_models else None)
-                    dtype = gr.Dropdown(list(DTYPES), value="auto", label="dtype (fp16 needs a GPU)")
-                    latent_mode = gr.Radio(list(LATENT_MODES), value="mode",
-                                           label="VAE latent: mode (deterministic) or sample (as the authors' code)")
+        with gr.Tab("Photo or face crop", elem_id="photo-tab"):
+            with gr.Row():
+                with gr.Column():
+                    image = UploadImage(type="filepath", label="Photo or face crop",
+                                        sources=["upload", "clipboard", "webcam"], height=400, elem_id="input-image")
+                    run = gr.Button("Restore", variant="primary", elem_id="restore-button")
+                    gr.Examples(example_paths(), inputs=[image], cache_examples=False, examples_per_page=6,
+                                label="Examples: " + ", ".join(example_labels()) + " (public domain or generated "
+                                      "from it: examples/README.md)")
                     with gr.Row():
-                        seed = gr.Number(114, precision=0, minimum=0, maximum=MAX_SEED,
-                                         label="Seed (sampled latent only)", elem_id="seed")
-                        randomize = gr.Checkbox(False, label="Randomise the seed on each run",
-                                                elem_id="randomize-seed")
-            with gr.Column():
-                slider = gr.ImageSlider(label="Input | Restored (drag the handle)", format="png", type="pil",
-                                        buttons=["fullscreen"], elem_id="result-slider")
-                info = gr.Textbox(label="Info", interactive=False, lines=3, elem_id="result-info",
-                                  value="Upload a photo or a face crop (or pick an example), then press Restore.")
-                png = gr.File(label="Download the result (lossless PNG)", elem_id="result-png")
-                gallery = gr.Gallery(label="Faces: input and restored crop", format="png", columns=4, rows=None,
-                                     height="auto", object_fit="contain", fit_columns=False, allow_preview=True,
-                                     preview=False, visible=False, interactive=False, buttons=["download"],
-                                     elem_id="result-faces")
+                        mode = gr.Radio([(MODE_LABELS[m], m) for m in MODES], value="auto", label="Input is")
+                    fidelity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength (fidelity w)",
+                                         info="1 = the restored face (the paper's setting); lower values blend it with "
+                                              "your input: fewer invented details, more of the original damage; "
+                                              "0 = your input unchanged.", elem_id="fidelity")
+                    upscale = gr.Slider(UPSCALE_RANGE[0], UPSCALE_RANGE[1], value=1.0, step=0.25,
+                                        label="Rescale whole photos (×)",
+                                        info="the background is enlarged with Lanczos, the faces are restored at full "
+                                             "resolution; aligned crops keep the model's size", elem_id="upscale")
+                    with gr.Row():
+                        color_fix = gr.Dropdown(list(COLOR_FIX_METHODS), value="none", label="Colour fix",
+                                                info="pull the restored colours toward the input's")
+                        only_center = gr.Checkbox(False, label="Only the centre face")
+                    with gr.Accordion("Advanced", open=False):
+                        model = gr.Dropdown([(restorer.model_label(m), m) for m in restorer.models],
+                                            value=restorer.default_model, label="Model",
+                                            allow_custom_value=restorer.allow_custom_models,
+                                            info="a model folder or Hub id" if restorer.allow_custom_models else None)
+                        dtype = gr.Dropdown(list(DTYPES), value="auto", label="dtype (fp16 needs a GPU)")
+                        latent_mode = gr.Radio(list(LATENT_MODES), value="mode",
+                                               label="VAE latent: mode (deterministic) or sample (as the authors' code)")
+                        with gr.Row():
+                            seed = gr.Number(114, precision=0, minimum=0, maximum=MAX_SEED,
+                                             label="Seed (sampled latent only)", elem_id="seed")
+                            randomize = gr.Checkbox(False, label="Randomise the seed on each run",
+                                                    elem_id="randomize-seed")
+                with gr.Column():
+                    slider = gr.ImageSlider(label="Input | Restored (drag the handle)", format="png", type="pil",
+                                            buttons=["fullscreen"], elem_id="result-slider")
+                    info = gr.Textbox(label="Info", interactive=False, lines=3, elem_id="result-info",
+                                      value="Upload a photo or a face crop (or pick an example), then press Restore.")
+                    png = gr.File(label="Download the result (lossless PNG)", elem_id="result-png")
+                    gallery = gr.Gallery(label="Faces: input and restored crop", format="png", columns=4, rows=None,
+                                         height="auto", object_fit="contain", fit_columns=False, allow_preview=True,
+                                         preview=False, visible=False, interactive=False, buttons=["download"],
+                                         elem_id="result-faces")
+        with gr.Tab("Video", elem_id="video-tab"):
+            with gr.Row():
+                with gr.Column():
+                    video = gr.Video(label=f"Short video clip (the first {VIDEO_SECONDS:g} s are restored)",
+                                     sources=["upload"], height=360, elem_id="input-video")
+                    run_video = gr.Button("Restore video", variant="primary", elem_id="restore-video-button")
+                    video_color_fix = gr.Dropdown(list(COLOR_FIX_METHODS), value="none", label="Colour fix")
+                    gr.Markdown(
+                        f"Every face is detected, followed from frame to frame and smoothed over time, so the "
+                        f"restored faces do not flicker; the sound is kept. The demo restores the first "
+                        f"{VIDEO_SECONDS:g} seconds (up to 1080p); on a CPU about 0.5–1 frame per second with one "
+                        f"face. For whole films use `osdface restore -i clip.mp4 -o out` on your machine.")
+                with gr.Column():
+                    video_out = gr.Video(label="Restored video (H.264 MP4)", elem_id="result-video",
+                                         interactive=False)
+                    video_info = gr.Textbox(label="Info", interactive=False, lines=3, elem_id="video-info",
+                                            value="Upload a short clip, then press Restore video.")
         inputs = [image, mode, upscale, fidelity, color_fix, only_center, model, dtype, latent_mode, seed]
         results = [slider, gallery, png]
         image.change(check_upload, inputs=[image, mode], outputs=[info, *results], api_visibility="private",
@@ -329,6 +364,13 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                          queue=False).then(None, js=SCROLL_TO_RESULT)
         restored.failure(explain_failure, inputs=inputs, outputs=[slider, gallery, png, info],
                          api_visibility="private", queue=False)
+        video_clicked = run_video.click(lambda: "Restoring… (frames are counted in the progress bar)",
+                                        outputs=[video_info], queue=False, api_visibility="private")
+        video_done = video_clicked.then(restore_video, inputs=[video, video_color_fix, model, dtype],
+                                        outputs=[video_out, video_info], api_name="restore_video",
+                                        concurrency_limit=concurrency_limit)
+        video_done.failure(explain_video_failure, inputs=[video], outputs=[video_out, video_info],
+                           api_visibility="private", queue=False)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
     demo.osdface_batch = (max_batch_size if batch else 1)
     return demo
