@@ -145,6 +145,21 @@ def test_safetensors_round_trip(dat_path, converted, net):
         dr.load_dlib_face_resnet(dat_path)
 
 
+def test_convert_dlib_command(dat_path, converted, tmp_path, capsys):
+    from osdface.cli import main
+
+    assert main(["convert-dlib", "--dat", str(dat_path), "--out", str(tmp_path)]) == 0
+    written = tmp_path / dr.SAFETENSORS_FILE
+    assert "load_dlib_face_resnet" in capsys.readouterr().out
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(written)), load_file(str(converted))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["convert-dlib", "--dat", str(tmp_path / "missing.dat"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing.dat" in err
+
+
 def test_loading_never_imports_dlib(converted, tmp_path, monkeypatch):
     """The package import is lazy; loading (also the first-use conversion into an empty cache) and running the network
     work with dlib made unimportable, and do not import face_recognition_models (its .dat is found by path)."""

@@ -43,6 +43,16 @@ def add_parsers(sub) -> None:
     d.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     d.set_defaults(func=cmd_convert_dists)
 
+    n = sub.add_parser("convert-dlib", help="convert dlib's face-recognition ResNet to safetensors (the offline "
+                       "identity loss and the Deg-dlib metric)",
+                       description="Read dlib_face_recognition_resnet_model_v1.dat (face-recognition-models, CC0) in "
+                                   "pure Python and write it as safetensors; training and evaluation then load no "
+                                   "pickle and no dlib (osdface.networks.dlib_resnet.load_dlib_face_resnet).")
+    n.add_argument("--dat", default=None, help="dlib's .dat (default: the one inside face-recognition-models)")
+    n.add_argument("--out", default=None, help="a .safetensors file or a folder (default: the cache, "
+                                                "$OSDFACE_HOME or ~/.cache/osdface/)")
+    n.set_defaults(func=cmd_convert_dlib)
+
 
 def cmd_convert(args) -> int:
     from ..convert import ConversionError, convert_official
@@ -72,4 +82,18 @@ def cmd_convert_dists(args) -> int:
         err(str(e))
         return 2
     print(f"wrote DISTS into {out}; load it with osdface.networks.dists.load_dists({str(out)!r})")
+    return 0
+
+
+def cmd_convert_dlib(args) -> int:
+    from ..networks.dlib_resnet import convert_dlib_face_resnet
+    from ..weights import MissingWeightsError
+
+    try:
+        out = convert_dlib_face_resnet(args.dat, args.out)
+    except (MissingWeightsError, OSError, ValueError) as e:
+        err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 2
+    print(f"wrote dlib's face-recognition ResNet to {out}; load it with "
+          f"osdface.networks.dlib_resnet.load_dlib_face_resnet({str(out)!r})")
     return 0
