@@ -11,12 +11,14 @@ from osdface import exercises as ex
 from osdface.data.degradations import apply_params, gaussian_kernel
 from osdface.eval.fid import frechet_distance
 from osdface.eval.psnr_ssim import psnr
+from osdface.eval.sharpness import hf_ratio
 from osdface.faces.alignment import invert_affine, similarity_transform
 from osdface.losses.gan import discriminator_loss
 from osdface.losses.sobel import sobel_magnitude
 from osdface.models.codebook import select_unique_codes, squared_distances
 from osdface.models.one_step import x0_from_eps
 from osdface.training.data import EpochSampler
+from osdface.training.generator_trainer import LossTerm
 
 
 # ---------------------------------------------------------------- independent solutions (as a student would write)
@@ -124,6 +126,22 @@ def my_invert(m):
     return np.hstack([a_inv, (-a_inv @ m[:, 2])[:, None]])
 
 
+def my_gan_weight(step, weight, start, ramp, every):
+    if step < start or step % every != 0:  # not on yet, or a step that skips the GAN terms
+        return 0.0
+    steps_on = step - start + 1  # the first GAN step already counts
+    factor = steps_on / ramp if 0 < ramp and steps_on < ramp else 1.0
+    return weight * every * factor
+
+
+def my_hf_ratio(pred, gt):
+    def energy(x):  # luma by explicit channel arithmetic, the Laplacian from shifted slices (the "valid" region)
+        y = 16 + 65.481 * x[:, 0].double() + 128.553 * x[:, 1].double() + 24.966 * x[:, 2].double()
+        lap = y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:] - 4 * y[:, 1:-1, 1:-1]
+        return (lap**2).mean(dim=(1, 2))
+    return energy(pred) / energy(gt)
+
+
 # ------------------------------------------------------------------------------------------------ wrong answers
 def wrong_kernel(size, sx, sy, angle):
     return my_kernel(size, sy, sx, angle)  # σx and σy swapped: right for isotropic kernels only
@@ -190,6 +208,18 @@ def wrong_invert(m):
     return np.hstack([m[:, :2].T, -m[:, 2:]])  # transpose ≠ inverse unless the affine is a rotation
 
 
+def wrong_gan_weight(step, weight, start, ramp, every):
+    return my_gan_weight(step, weight, start, ramp, every) / every  # forgot that a GAN step stands for `every` steps
+
+
+def wrong_hf_ratio(pred, gt):
+    def energy(x):  # zero padding: the image's border becomes an edge
+        y = 16 + (x.double() * torch.tensor([65.481, 128.553, 24.966]).double().view(1, 3, 1, 1)).sum(1, keepdim=True)
+        k = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64).view(1, 1, 3, 3)
+        return torch.nn.functional.conv2d(y, k, padding=1).square().flatten(1).mean(1)
+    return energy(pred) / energy(gt)
+
+
 CHECKERS = {
     "gaussian_kernel": (ex.check_gaussian_kernel, gaussian_kernel, my_kernel, wrong_kernel),
     "add_noise": (ex.check_add_noise, lambda img, s, seed: apply_params(
@@ -208,6 +238,9 @@ CHECKERS = {
                       wrong_epoch_indices),
     "similarity_transform": (ex.check_similarity_transform, similarity_transform, my_similarity, wrong_similarity),
     "invert_affine": (ex.check_invert_affine, invert_affine, my_invert, wrong_invert),
+    "gan_weight_at": (ex.check_gan_weight_at, lambda step, w, start, ramp, every: LossTerm(
+        "gan_g", None, w, start=start, ramp=ramp, every=every).weight_at(step), my_gan_weight, wrong_gan_weight),
+    "hf_ratio": (ex.check_hf_ratio, hf_ratio, my_hf_ratio, wrong_hf_ratio),
 }
 
 

@@ -23,6 +23,8 @@ check_psnr                   06        osdface.eval.psnr_ssim.psnr (Y channel)
 check_frechet_distance       06        osdface.eval.fid.frechet_distance
 check_similarity_transform   07        osdface.faces.alignment.similarity_transform
 check_invert_affine          07        osdface.faces.alignment.invert_affine
+check_gan_weight_at          08        osdface.training.generator_trainer.LossTerm.weight_at
+check_hf_ratio               08        osdface.eval.sharpness.hf_ratio
 ==========================  ========  ==========================================================
 """
 
@@ -30,6 +32,7 @@ from ._grading import CheckResult, Hints
 from .alignment import check_invert_affine, check_similarity_transform
 from .degradations import check_add_noise, check_gaussian_kernel
 from .evaluation import check_frechet_distance, check_psnr
+from .final_project import check_gan_weight_at, check_hf_ratio
 from .losses import check_discriminator_loss, check_sobel_magnitude
 from .one_step import check_alpha_bar, check_x0_formula
 from .training import check_epoch_indices, check_lr_warmup
@@ -44,5 +47,6 @@ __all__ = [
     "check_lr_warmup", "check_epoch_indices",
     "check_psnr", "check_frechet_distance",
     "check_similarity_transform", "check_invert_affine",
+    "check_gan_weight_at", "check_hf_ratio",
     "tutorial_faces", "show_row", "CheckResult", "Hints",
 ]
