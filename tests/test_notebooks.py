@@ -36,8 +36,8 @@ def tagged(nb, tag):
     return [c for c in nb["cells"] if tag in c.get("metadata", {}).get("tags", [])]
 
 
-#: notebooks without graded exercises (the course map; the final project is graded by its rubric)
-NO_EXERCISES = {"00_overview", "08_final_project"}
+#: notebooks without graded exercises (the course map)
+NO_EXERCISES = {"00_overview"}
 
 
 def markdown(nb, *, answers: bool = False):
