@@ -44,7 +44,7 @@ ARMS = {
 }
 MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
 DEGRADATIONS = {"spec": None, "mild": MILD}
-METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio"]
+METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
 
 
 def prepare_start(data: str, out: Path, resolution: int, seed: int) -> tuple[Path, Path]:

@@ -11,7 +11,8 @@ when it is better.
    (sharpness: output high-frequency energy over the ground truth's; 1 = as sharp) are reported with the LQ input as a
    baseline row. Grids stay under ``--work`` (they show data photos: never in the repository).
 3. The rule (issue 16): the candidate replaces the bundled model when, on both degradations, its identity angle is
-   lower, its HF-ratio is closer to 1, and its PSNR is at most 0.5 dB below the bundled model's. With ``--install``
+   lower, its HF-ratio is closer to 1, its PSNR is at most 0.5 dB below the bundled model's, and it shows no latent
+   grid (``Grid`` at most the ground truth's + 0.1: a 4-px pattern raises HF-ratio without restoring anything). With ``--install``
    and the rule met (or ``--force``), the candidate is written there with a model card: the objective and λs from
    its training config, the ablation table, the comparison, time and the data's terms.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METRICS = ["PSNR", "SSIM", "PSNR-RGB", "LMD", "Deg-dlib", "HF-ratio"]
+METRICS = ["PSNR", "SSIM", "PSNR-RGB", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
 MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
 DEGRADATIONS = {"spec": None, "mild": MILD}
 MAX_PSNR_LOSS = 0.5
@@ -42,8 +43,22 @@ def evaluate(name: str, model: str, faces: str, work: Path) -> dict:
         report, _ = evaluate_model(model, faces, work / f"{name}-{deg}", split="val", seed=0, metrics=METRICS,
                                    degradation=config, overwrite=True, grid=8, log=lambda line: None)
         by_name = {m.name: m.summary for m in report.methods}
-        rows[deg] = {"model": next(v for k, v in by_name.items() if k != "LQ input"), "lq": by_name["LQ input"]}
+        rows[deg] = {"model": next(v for k, v in by_name.items() if k != "LQ input"), "lq": by_name["LQ input"],
+                     "gt_grid": _grid_of(work / f"{name}-{deg}" / "bench" / "hq")}
     return rows
+
+
+def _grid_of(folder: Path) -> float:
+    """Mean Grid of the ground-truth faces (the level a clean photo has)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from osdface.eval.sharpness import grid_pattern
+
+    values = [float(grid_pattern(torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)[None]))
+              for f in sorted(folder.glob("*.png"))]
+    return sum(values) / len(values)
 
 
 def verdict(new: dict, old: dict) -> tuple[bool, list[str]]:
@@ -53,11 +68,13 @@ def verdict(new: dict, old: dict) -> tuple[bool, list[str]]:
         ident = a["Deg-dlib"] < b["Deg-dlib"]
         sharp = abs(1 - a["HF-ratio"]) < abs(1 - b["HF-ratio"])
         psnr = a["PSNR"] >= b["PSNR"] - MAX_PSNR_LOSS and a["PSNR-RGB"] >= b["PSNR-RGB"] - MAX_PSNR_LOSS
-        ok &= ident and sharp and psnr
+        clean = a["Grid"] <= new[deg]["gt_grid"] + 0.1
+        ok &= ident and sharp and psnr and clean
         lines.append(f"{deg}: identity {b['Deg-dlib']:.2f}° → {a['Deg-dlib']:.2f}° ({'better' if ident else 'NOT better'}),"
                      f" HF-ratio {b['HF-ratio']:.3f} → {a['HF-ratio']:.3f} ({'sharper' if sharp else 'NOT sharper'}),"
                      f" PSNR {b['PSNR']:.2f} → {a['PSNR']:.2f} dB, RGB {b['PSNR-RGB']:.2f} → {a['PSNR-RGB']:.2f} dB"
-                     f" ({'within' if psnr else 'MORE than'} {MAX_PSNR_LOSS} dB)")
+                     f" ({'within' if psnr else 'MORE than'} {MAX_PSNR_LOSS} dB), grid {a['Grid']:.2f} (ground truth "
+                     f"{new[deg]['gt_grid']:.2f}: {'none' if clean else 'A LATENT GRID'})")
     return ok, lines
 
 

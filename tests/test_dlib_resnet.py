@@ -230,6 +230,45 @@ def test_corrupt_or_truncated_files_raise_one_line_value_errors(dat_path, tmp_pa
 # the fixed, differentiable chip
 
 
+def test_identity_loss_low_passes_its_chip_and_the_evaluation_does_not(net):
+    """The loss's gradient keeps (almost) nothing finer than the chip can hold; embed() stays dlib's chip."""
+    from osdface.losses.identity import IdentityLoss, antialias_for_chip
+
+    loss = IdentityLoss(net)
+    face = torch.from_numpy(np.array(Image.open(REPO / "examples" / "astronaut_face.png").convert("RGB")))
+    y = face.permute(2, 0, 1)[None].float() / 127.5 - 1
+    x0 = torch.nn.functional.avg_pool2d(y, 5, 1, 2, count_include_pad=False)  # a blurred copy: a non-zero loss
+
+    def fine_share(antialias):
+        loss.antialias = antialias
+        x = x0.clone().requires_grad_(True)
+        loss(x, y).sum().backward()
+        spectrum = torch.fft.rfft2(x.grad[0]).abs() ** 2
+        fy = torch.fft.fftfreq(512).abs()[:, None]
+        fx = torch.fft.rfftfreq(512)[None]
+        return float(spectrum[:, torch.maximum(fy, fx) > 0.2].sum() / spectrum.sum())
+
+    aliased, low_passed = fine_share(False), fine_share(True)
+    print(f"gradient energy above 0.2 cycles/px: {aliased:.5f} without, {low_passed:.5f} with the low-pass")
+    assert low_passed < aliased / 5
+    with torch.no_grad():  # the evaluation's embedding is dlib's chip, whatever the loss does
+        assert torch.allclose(loss.embed(y), torch.nn.functional.normalize(dr.dlib_embed(y, net)), atol=1e-6)
+        assert not torch.equal(loss.embed(y, antialias=True), loss.embed(y))
+    assert antialias_for_chip(torch.ones(1, 3, 64, 64)).sub(1).abs().max() < 1e-6  # a flat image stays flat
+
+
+def test_grid_pattern_finds_a_latent_grid():
+    from osdface.eval.sharpness import grid_pattern
+
+    face = torch.from_numpy(np.array(Image.open(REPO / "examples" / "astronaut_face.png").convert("RGB")))
+    x = face.permute(2, 0, 1)[None].float()
+    tile = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    tile = tile - tile.mean()
+    pattern = (2 * tile / tile.square().mean().sqrt()).repeat(128, 128)  # a 4-px pattern of RMS 2 grey levels
+    clean, patterned = float(grid_pattern(x / 255)), float(grid_pattern((x + pattern).clamp(0, 255) / 255))
+    assert clean < 0.6 and 1.6 < patterned < 2.4, (clean, patterned)
+
+
 def test_gradient_flows_through_the_fixed_chip(net):
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(2, 3, 512, 512, generator=g) * 2 - 1).requires_grad_(True)  # [-1, 1], one pyramid level

@@ -75,6 +75,12 @@ def _hf_ratio(ev):
     return hf_ratio
 
 
+def _grid(ev):
+    from .sharpness import grid_pattern
+
+    return grid_pattern
+
+
 def _pyiqa(name: str) -> Callable:
     def make(ev):
         from .no_reference import PyiqaMetric
@@ -118,6 +124,7 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
     MetricInfo("MANIQA", True, 4, _pyiqa("MANIQA"), needs_gt=False, leading_dot=True, real_order=1),
     MetricInfo("Deg-dlib", False, 2, _dlib_deg),
     MetricInfo("HF-ratio", True, 3, _hf_ratio, target=1.0, aliases=("sharpness",)),
+    MetricInfo("Grid", False, 3, _grid, needs_gt=False, aliases=("grid-pattern",)),
 ]}
 
 SYNTHETIC_ORDER = list(METRICS)

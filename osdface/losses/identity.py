@@ -47,6 +47,27 @@ def crop_for_arcface(x: torch.Tensor, size: int = 112, crop=FFHQ_ARCFACE_CROP) -
     return F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def antialias_for_chip(x: torch.Tensor) -> torch.Tensor:
+    """A Gaussian low-pass of FFHQ-aligned faces (B, C, S, S) before dlib's 150² chip is sampled from them, with
+    σ = half the chip's pixel spacing in source pixels (≈ 1.2 px at 512²).
+
+    Why: dlib samples its chip bilinearly after one pyramid level, which lets detail finer than the chip's Nyquist
+    limit alias into it. As a loss that is an opening: trained with it, nano learned a faint 4-px pattern aligned
+    with its PatchVAE's patches (invisible to L2, visible to the network through aliasing), which lowered the
+    identity distance without restoring anything. Low-passed first, such a pattern no longer reaches the chip."""
+    from ..networks.dlib_resnet import CHIP_SIZE, DLIB_CHIP_IN_FFHQ
+
+    sigma = 0.5 * float(DLIB_CHIP_IN_FFHQ[2]) * x.shape[-1] / CHIP_SIZE
+    radius = max(1, int(round(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 class IdentityLoss(nn.Module):
     """``forward(x, y)``: FFHQ-aligned faces in [-1, 1] (B, 3, S, S; S = 512 in training) → (B,) 1 − cos similarity.
 
@@ -56,10 +77,11 @@ class IdentityLoss(nn.Module):
     kind is recognised from the module.
     """
 
-    def __init__(self, network: nn.Module, crop=FFHQ_ARCFACE_CROP):
+    def __init__(self, network: nn.Module, crop=FFHQ_ARCFACE_CROP, *, antialias: bool = True):
         super().__init__()
         from ..networks.dlib_resnet import DlibFaceResNet
 
+        self.antialias = bool(antialias)  # the loss (forward) low-passes dlib chips; embed() does as dlib does
         self.network = network.requires_grad_(False).eval()
         self.kind = "dlib" if isinstance(network, DlibFaceResNet) else "arcface"
         self.crop = tuple(float(c) for c in crop)
@@ -88,12 +110,15 @@ class IdentityLoss(nn.Module):
         self.network.eval()
         return self
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) faces in [-1, 1] → (B, D) float32 unit vectors."""
+    def embed(self, x: torch.Tensor, *, antialias: bool = False) -> torch.Tensor:
+        """(B, 3, S, S) faces in [-1, 1] → (B, D) float32 unit vectors. ``antialias`` (dlib): low-pass the face
+        before the chip is sampled (:func:`antialias_for_chip`); off, the chip is dlib's own (the evaluation)."""
         param = next(self.network.parameters())
         if self.kind == "dlib":
             from ..networks.dlib_resnet import CHIP_SIZE, ffhq_to_dlib_chip
 
+            if antialias:
+                x = antialias_for_chip(x)
             chip = ffhq_to_dlib_chip(x, CHIP_SIZE, fill=-1.0)  # outside the face: black, as dlib's chips
             emb = self.network(((chip + 1) / 2).to(param.dtype))
         else:
@@ -104,5 +129,5 @@ class IdentityLoss(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"identity loss compares images of one shape; got {tuple(x.shape)} and {tuple(y.shape)}")
         batch = x.shape[0]
-        emb = self.embed(torch.cat([x, y]))  # one pass over both
+        emb = self.embed(torch.cat([x, y]), antialias=self.antialias)  # one pass over both
         return 1 - (emb[:batch] * emb[batch:]).sum(dim=1)
