@@ -9,8 +9,8 @@ about whether the detail is right (PSNR, LPIPS and the identity angle do): read 
 position within the tile averaged over the whole image, minus the overall mean). Photographs have no preferred
 position within an 8-px tile, so the figure is small (0.2–0.3 on the 512² faces here, a trace of their JPEG
 history); a pattern locked to a latent grid of period 1, 2, 4 or 8 px (the patches of nano's PatchVAE, the 8× VAE
-of SD, transposed convolutions) raises it. It is what showed that an identity loss on aliased chips had taught nano
-a faint 4-px pattern (``osdface.losses.identity.antialias_for_chip``).
+of SD, transposed convolutions) raises it. It is what showed that training nano's PatchVAE decoder against the
+identity loss had taught it a faint 4-px pattern (README, training section).
 """
 
 from __future__ import annotations
