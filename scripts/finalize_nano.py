@@ -148,7 +148,9 @@ def main(argv=None) -> int:
                     "the authors' sd21 weights (see the osdface README)."),
         "Training data and its terms": old_card.get("Training data and its terms", ""),
         "Objective (v2)": objective,
-        "Training": ("v1 (" + old_card.get("Training", "").split("```")[-1].strip()[:600] + " …)\n\nv2: "
+        "Training": ("v1: the three commands of the osdface README's training section (`osdface train-vae`, "
+                     "`train-vre`, `train --config nano`). " + old_card.get("Training", "").split("```")[-1].strip()
+                     + "\n\nv2: "
                      f"{run_cfg.get('max_steps', '?')} steps from v1 at {run_cfg.get('resolution', '?')}², batch "
                      f"{run_cfg.get('batch_size', '?')}, lr {run_cfg.get('learning_rate', '?')} (cosine), seed "
                      f"{run_cfg.get('seed', '?')}, {run_cfg.get('mixed_precision', 'no')} autocast; "
@@ -157,7 +159,8 @@ def main(argv=None) -> int:
                        "scripts/finalize_nano.py` reproduces it. PSNR/SSIM on Y (BT.601), PSNR-RGB, 0–255, no border "
                        "crop; LMD: dlib 68-point landmark distance (px); Deg-dlib: angle between dlib face-recognition "
                        "embeddings (degrees; not the paper's ArcFace Deg); HF-ratio: high-frequency energy of the "
-                       "output over the ground truth's (1 = as sharp; the degraded input is far below).\n\n" + text
+                       "output over the ground truth's (1 = as sharp as the ground truth; noise raises it too); Grid: "
+                       "RMS of the mean 8×8 tile (a pattern locked to the latent grid raises it).\n\n" + text
                        + "\n" + "\n".join(f"- {x}" for x in lines)),
     }
     if args.ablation and Path(args.ablation).is_file():

@@ -1,0 +1,48 @@
+"""Nano v2: the bundled nano v1 (L2 only) fine-tuned with the offline objective (issue 16; the model card has the why).
+
+    python scripts/train_nano_v2.py --data ../shared/data/faces --out runs/nano-v2      # resumes from checkpoints
+    python scripts/finalize_nano.py --model runs/nano-v2/final --faces ../shared/data/faces --work runs/nano-v2-eval
+
+800 steps from v1 at 512², batch 1, lr 5e-5 (20 warm-up steps, cosine), seed 1, bf16 autocast: L2 + 0.2 identity (dlib)
++ 0.1 Sobel edge + 0.01 latent GAN (from step 100, ramped over 200 steps, every 4th step, discriminator lr 1e-4). The
+VAE decoder stays v1's (``--train-decoder`` trains its residual branch too: that run learned a 4-px pattern).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPE = dict(resolution=512, learning_rate=5e-5, warmup_steps=20, lr_schedule="cosine", save_every=100,
+              val_every=100, log_every=10, identity_weight=0.2, identity_network="dlib", edge_weight=0.1,
+              gan_weight=0.01, gan_start=100, gan_ramp=200, gan_every=4, disc_learning_rate=1e-4,
+              mixed_precision="bf16", seed=1)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="folder of HQ faces (e.g. ../shared/data/faces)")
+    p.add_argument("--out", default="runs/nano-v2")
+    p.add_argument("--start", default=None, help="the model to fine-tune (default: the bundled nano)")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--train-decoder", action="store_true", help="also train the VAE decoder's residual branch")
+    args = p.parse_args(argv)
+
+    from osdface.training import get_train_config, make_trainer
+    from osdface.weights import BUNDLED_NANO
+
+    start = Path(args.start or BUNDLED_NANO)
+    cfg = get_train_config("generator", "nano", data=args.data, output_dir=args.out, base=str(start),
+                           vre=str(start / "vre"), max_steps=args.steps, train_vae_decoder=args.train_decoder,
+                           **RECIPE)
+    resume = "latest" if list((Path(args.out) / "checkpoints").glob("step_*")) else None
+    make_trainer(cfg).train(resume=resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
