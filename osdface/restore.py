@@ -547,6 +547,14 @@ def _loaded(io: ThreadPoolExecutor, paths: list[Path], chunk: int):
         yield current
 
 
+def _unreadable(path, err, summary, log, tick, record) -> None:
+    """An input that could not be loaded: one error line, a manifest line, counted as failed."""
+    summary.failed.append(path)
+    log(f"error: {err}")
+    record.record(path, None, "failed", error=str(err))
+    tick(1)
+
+
 def _aligned_files(pipe, inputs, targets, summary, io, log, tick, record, *, batch_size, color_fix, **run) -> None:
     size = pipe.config.process_size
     writes = []
@@ -554,10 +562,7 @@ def _aligned_files(pipe, inputs, targets, summary, io, log, tick, record, *, bat
         images = []
         for path, img in chunk:
             if isinstance(img, Exception):
-                summary.failed.append(path)
-                log(f"error: {img}")
-                record.record(path, None, "failed", error=str(img))
-                tick(1)
+                _unreadable(path, img, summary, log, tick, record)
                 continue
             if img.width != img.height:
                 log(f"warning: {path}: {img.width}x{img.height} is not square; aligned mode expects FFHQ-aligned "
@@ -610,10 +615,7 @@ def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, r
     for chunk in _loaded(io, inputs, 1):
         path, img = chunk[0]
         if isinstance(img, Exception):
-            summary.failed.append(path)
-            log(f"error: {img}")
-            record.record(path, None, "failed", error=str(img))
-            tick(1)
+            _unreadable(path, img, summary, log, tick, record)
             continue
         try:
             t0 = time.perf_counter()

@@ -15,23 +15,14 @@ from __future__ import annotations
 import sys
 import time
 
-from .common import err
+from .common import err, positive_int
 
 GRAPH_NAMES = ("vre", "vae_encoder", "unet", "vae_decoder")  # (onnx_export.GRAPHS; this parser imports no torch)
 
 
 def _batch(text: str):
-    import argparse
-
-    if text == "dynamic":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'dynamic' or a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    """argparse type: ``dynamic`` or a fixed batch size >= 1."""
+    return text if text == "dynamic" else positive_int(text)
 
 
 def _graph_list(text: str) -> tuple[str, ...]:
