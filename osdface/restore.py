@@ -421,8 +421,12 @@ class Shard:
     @classmethod
     def from_env(cls) -> "Shard":
         """``RANK`` / ``WORLD_SIZE`` as ``torchrun`` and ``accelerate launch`` set them (one process: 0 of 1)."""
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if (rank is None) != (world is None):
+            raise ValueError(f"RANK={rank!r} WORLD_SIZE={world!r}: a multi-process launch sets both (torchrun, "
+                             f"accelerate launch); set both or neither")
         try:
-            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+            return cls(int(rank or 0), int(world or 1))
         except ValueError:
             raise ValueError(f"RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}: "
                              f"not a process rank and count") from None
@@ -436,11 +440,12 @@ class Manifest:
     ok | failed | skipped, ``seconds`` of model time, ``rank``, ``error`` when failed). Each line is written with a
     single ``os.write`` on an ``O_APPEND`` descriptor, which keeps the lines of concurrent processes whole."""
 
-    def __init__(self, path: str | os.PathLike, rank: int = 0):
-        self.path, self.rank = Path(path), rank
+    def __init__(self, path: str | os.PathLike, rank: int = 0, log: Callable[[str], None] | None = None):
+        self.path, self.rank, self.log, self.broken = Path(path), rank, log or _stderr, False
 
     def record(self, input, output, status: str, *, faces: int = 0, seconds: float = 0.0, error: str | None = None
                ) -> None:
+        """Append one line; a manifest that cannot be written is reported once and the restoration goes on."""
         import json
 
         row = {"input": str(input), "output": str(output) if output is not None else None, "faces": faces,
@@ -448,12 +453,17 @@ class Manifest:
         if error:
             row["error"] = error
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            if not self.broken:
+                self.broken = True
+                self.log(f"warning: cannot write the manifest {self.path}: {err.strerror or err}; restoring on")
 
     def rows(self) -> list[dict]:
         """Every line recorded so far (all runs and processes), oldest first."""
@@ -499,7 +509,7 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
     run = dict(latent_mode=latent_mode, generator=generator, fidelity=check_fidelity(fidelity))
     if not aligned:
         upscale = check_upscale(upscale)
-    record = Manifest(out / manifest, shard.rank) if manifest else _NoManifest()
+    record = Manifest(out / manifest, shard.rank, log) if manifest else _NoManifest()
     if aligned:  # names over the whole list: every process agrees on them
         targets = output_names(inputs, out / faces_dir, suffix)
         final = targets
@@ -547,6 +557,12 @@ def _loaded(io: ThreadPoolExecutor, paths: list[Path], chunk: int):
         yield current
 
 
+def _save_and_record(img, path, target, record, seconds) -> None:
+    """Write a restored crop, then its manifest line (in the I/O thread: the line follows the file at once)."""
+    image_io.save_png(img, target)
+    record.record(path, target, "ok", faces=1, seconds=seconds)
+
+
 def _unreadable(path, err, summary, log, tick, record) -> None:
     """An input that could not be loaded: one error line, a manifest line, counted as failed."""
     summary.failed.append(path)
@@ -581,7 +597,8 @@ def _aligned_files(pipe, inputs, targets, summary, io, log, tick, record, *, bat
             if "not square" not in str(w.message):  # already reported above, with the file name
                 log(f"warning: {w.message}")
         for (path, _), result in zip(images, restored):
-            writes.append((path, io.submit(image_io.save_png, result, targets[path]), seconds / len(images)))
+            writes.append((path, io.submit(_save_and_record, result, path, targets[path], record,
+                                           seconds / len(images)), seconds / len(images)))
         writes = _collect(writes, summary, log, tick, targets, record, wait=False)
     _collect(writes, summary, log, tick, targets, record, wait=True)
 
@@ -597,7 +614,6 @@ def _collect(writes, summary, log, tick, targets, record, *, wait: bool):
             future.result()
             summary.done += 1
             summary.faces += 1
-            record.record(path, targets[path], "ok", faces=1, seconds=seconds)
         except OSError as err:
             summary.failed.append(path)
             msg = f"cannot write {targets[path]}: {err.strerror or err}"
@@ -642,6 +658,9 @@ def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, r
         writes.append((result.image, p["final"]))  # last: its presence means the photo is complete (skip_existing)
         problems = []
         for im, target in writes:
+            if problems and target == p["final"]:  # an incomplete photo gets no final result: a rerun redoes it
+                log(f"error: {path}: not writing {target}: the photo's other files are incomplete")
+                break
             if _key(target) in input_keys:
                 problems.append(f"not writing {target}: it is one of the inputs")
             else:
@@ -651,7 +670,7 @@ def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, r
                 except OSError as err:
                     problems.append(f"cannot write {target}: {err.strerror or err}")
             log(f"error: {path}: {problems[-1]}")
-        if not result.faces:
+        if not result.faces and not problems:
             log(f"{path}: no face detected; wrote the {'enlarged ' if upscale != 1 else ''}photo to {p['final']}")
         if not problems:
             summary.done += 1

@@ -130,6 +130,10 @@ def cmd_restore(args) -> int:
         return 2
     for p in skipped:
         print(f"skipping {p}: neither an image nor a video", file=sys.stderr)
+    if shard.world > 1 and _inside(Path(args.input), Path(args.output)):
+        err(f"{args.input} is inside the output folder {args.output}: with {shard.world} processes each lists the "
+            f"input while the others write; use an input folder outside it")
+        return 2
     if not inputs and not videos:
         err(f"{args.input}: no images or videos to restore")
         return 2
@@ -184,7 +188,7 @@ def cmd_restore(args) -> int:
         return 2
     failed = 0
     if inputs:
-        bar = tqdm(total=len(inputs), unit="photo" if not args.has_aligned else "img", file=sys.stderr,
+        bar = tqdm(total=len(shard.take(inputs)), unit="photo" if not args.has_aligned else "img", file=sys.stderr,
                    disable=args.quiet)
         summary = restore_files(pipe, inputs, out, aligned=args.has_aligned, suffix=args.suffix or "",
                                 batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
@@ -206,7 +210,19 @@ def cmd_restore(args) -> int:
         failed += len(s.failed)
     if videos:
         failed += _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard)
+    if failed and shard.world > 1:
+        # a non-zero exit would make torchrun stop every other process mid-archive: the failures are in the manifest
+        print(f"{who}{failed} input(s) failed; see {out / 'manifest.jsonl'} (status failed)", file=sys.stderr)
+        return 0
     return 1 if failed else 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _local_device(name: str, shard) -> str:
@@ -219,7 +235,9 @@ def _local_device(name: str, shard) -> str:
 
     if not torch.cuda.is_available():
         return name
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', shard.rank)) % torch.cuda.device_count()}"
+    index = int(os.environ.get("LOCAL_RANK", shard.rank)) % torch.cuda.device_count()
+    torch.cuda.set_device(index)  # kernels and contexts of code that uses "cuda" without an index land here too
+    return f"cuda:{index}"
 
 
 def _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard) -> int:
@@ -232,7 +250,7 @@ def _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard) -
     if args.upscale != 1:
         print("note: videos keep their size (--upscale applies to photos)", file=sys.stderr)
     targets = video_output_paths(videos, out, args.suffix or "")
-    manifest = Manifest(out / "manifest.jsonl", shard.rank)
+    manifest = Manifest(out / "manifest.jsonl", shard.rank, lambda line: tqdm.write(line, file=sys.stderr))
     failed = 0
     for path in shard.take(videos):
         if args.skip_existing and targets[path]["final"].is_file():  # renamed into place only once complete

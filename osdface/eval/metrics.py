@@ -130,7 +130,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
 SYNTHETIC_ORDER = list(METRICS)
 REAL_ORDER = sorted((m.name for m in METRICS.values() if m.real_order is not None),
                     key=lambda n: METRICS[n].real_order)
-DEFAULT_FR_METRICS = list(SYNTHETIC_ORDER)
+#: Grid is a diagnostic (read against the ground truth's level, not "lower is better"): asked for by name only
+DEFAULT_FR_METRICS = [m for m in SYNTHETIC_ORDER if m != "Grid"]
 DEFAULT_NR_METRICS = list(REAL_ORDER)
 NO_REFERENCE = {m.name for m in METRICS.values() if not m.needs_gt and m.per_image}
 ALIASES = {alias: m.name for m in METRICS.values() for alias in (m.name.lower(), *m.aliases)}
