@@ -279,6 +279,13 @@ def test_video_uploads_are_refused_in_one_line(restorer, bad_files):
         restorer.restore_video(bad_files["text"])
     with pytest.raises(DemoInputError, match="no video"):
         restorer.restore_video(None)
+    import numpy as np
+
+    from osdface.video.synthetic import write_clip
+
+    big = write_clip(bad_files["text"].parent / "big.mp4", [np.zeros((1200, 2000, 3), np.uint8)] * 2, audio=False)
+    with pytest.raises(DemoInputError, match="big.mp4: 2000x1200 is larger than the demo takes"):
+        restorer.restore_video(big)
 
 
 def test_no_image(restorer):

@@ -49,7 +49,18 @@ MAX_OUTPUT_PIXELS = 64_000_000
 #: results older than this are deleted from the demo's output folder
 KEEP_RESULTS_S = 3600
 #: the demo restores at most this many seconds of an uploaded video (the rest is cut; $OSDFACE_VIDEO_SECONDS)
-VIDEO_SECONDS = float(os.environ.get("OSDFACE_VIDEO_SECONDS", "10"))
+def _video_seconds(text: str | None) -> float:
+    try:
+        value = float(text) if text else 10.0
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        logger.warning("OSDFACE_VIDEO_SECONDS=%r is not a positive number of seconds; using 10", text)
+        return 10.0
+    return value
+
+
+VIDEO_SECONDS = _video_seconds(os.environ.get("OSDFACE_VIDEO_SECONDS"))
 #: largest accepted video frame (a 1080p frame is 2.1 MP)
 VIDEO_MAX_PIXELS = 1920 * 1088
 

@@ -52,6 +52,8 @@ EXAMPLE_FILES = {
 }
 MODE_LABELS = {"auto": "Auto-detect", "aligned": "Aligned face crop", "photo": "Whole photo"}
 GPU_SECONDS = int(os.environ.get("OSDFACE_GPU_SECONDS", "60"))
+#: a video request restores up to VIDEO_SECONDS of frames: it asks for more GPU time
+GPU_VIDEO_SECONDS = int(os.environ.get("OSDFACE_GPU_VIDEO_SECONDS", "180"))
 #: where the page's "how to get it" link points (the README section "The authors' weights" where the code is hosted);
 #: unset: the page names the section and shows its steps in a fold-out
 README_URL = os.environ.get("OSDFACE_README_URL", "")
@@ -84,8 +86,11 @@ def launch_options() -> dict:
     return {"css": CSS}
 
 
-def gpu(fn):
-    """``spaces.GPU`` on a ZeroGPU Space, the function unchanged elsewhere (the package is optional)."""
+def gpu(fn=None, *, seconds: int | None = None):
+    """``spaces.GPU`` on a ZeroGPU Space (``seconds``: the GPU time asked for, default ``OSDFACE_GPU_SECONDS``), the
+    function unchanged elsewhere (the package is optional)."""
+    if fn is None:
+        return lambda f: gpu(f, seconds=seconds)
     if not os.environ.get("SPACES_ZERO_GPU"):
         return fn
     try:
@@ -93,7 +98,7 @@ def gpu(fn):
     except ImportError:
         logger.warning("SPACES_ZERO_GPU is set but the 'spaces' package is missing; running without @spaces.GPU")
         return fn
-    return spaces.GPU(duration=GPU_SECONDS)(fn)
+    return spaces.GPU(duration=seconds or GPU_SECONDS)(fn)
 
 
 class UploadImage(gr.Image):
@@ -253,7 +258,7 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             message = str(err)
         return None, gr.update(value=None, visible=False), None, f"⚠ {message}"
 
-    @gpu
+    @gpu(seconds=GPU_VIDEO_SECONDS)
     def restore_video(video, color_fix, model, dtype, progress=gr.Progress()):
         """Restore the faces of a short video (the first OSDFACE_VIDEO_SECONDS seconds)."""
         try:
@@ -355,11 +360,13 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                         api_visibility="private", queue=False)
         if batch:  # (Gradio's validator= cannot be combined with batch=True: it sees one request as a batch)
             restored = checked.success(restore_batched, inputs=inputs, outputs=[slider, gallery, png, info],
-                                       api_name="restore", concurrency_limit=concurrency_limit, batch=True,
+                                       api_name="restore", concurrency_limit=concurrency_limit,
+                                       concurrency_id="model", batch=True,
                                        max_batch_size=max_batch_size)
         else:
             restored = checked.success(restore, inputs=inputs, outputs=[slider, gallery, png, info],
-                                       api_name="restore", concurrency_limit=concurrency_limit)
+                                       api_name="restore", concurrency_limit=concurrency_limit,
+                                       concurrency_id="model")
         restored.success(show_gallery, inputs=[gallery], outputs=[gallery], api_visibility="private",
                          queue=False).then(None, js=SCROLL_TO_RESULT)
         restored.failure(explain_failure, inputs=inputs, outputs=[slider, gallery, png, info],
@@ -368,7 +375,7 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                                         outputs=[video_info], queue=False, api_visibility="private")
         video_done = video_clicked.then(restore_video, inputs=[video, video_color_fix, model, dtype],
                                         outputs=[video_out, video_info], api_name="restore_video",
-                                        concurrency_limit=concurrency_limit)
+                                        concurrency_limit=concurrency_limit, concurrency_id="model")
         video_done.failure(explain_video_failure, inputs=[video], outputs=[video_out, video_info],
                            api_visibility="private", queue=False)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
