@@ -78,14 +78,14 @@ def verdict(new: dict, old: dict) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def table(new: dict, old: dict) -> str:
+def table(new: dict, old: dict, labels=("candidate", "bundled nano")) -> str:
     fmt = lambda m, v: "n/a" if v is None else f"{v:.4f}" if m.startswith("SSIM") or m == "HF-ratio" else f"{v:.2f}"  # noqa: E731
     out = []
     for deg in DEGRADATIONS:
         out += [f"**{deg}** degradation" + (" (docs/ARCHITECTURE.md §4)" if deg == "spec" else
                                             " (blur σ 1–3, down-sampling 2–4×, noise ≤ 10, JPEG 60–90)"), "",
                 "| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        for label, row in (("nano v2 (this model)", new[deg]["model"]), ("nano v1 (L2 only)", old[deg]["model"]),
+        for label, row in ((f"{labels[0]} (this model)", new[deg]["model"]), (labels[1], old[deg]["model"]),
                            ("LQ input", new[deg]["lq"])):
             out.append(f"| {label} | " + " | ".join(fmt(m, row.get(m)) for m in METRICS) + " |")
         out.append("")
@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="the candidate model folder (a training run's final/)")
     p.add_argument("--baseline", default=None, help="the model to beat (default: the bundled nano)")
+    p.add_argument("--labels", nargs=2, default=("candidate", "bundled nano"), metavar=("CANDIDATE", "BASELINE"),
+                   help="row names in the tables and the card (e.g. 'nano v2' 'nano v1 (L2 only)')")
     p.add_argument("--faces", required=True)
     p.add_argument("--work", required=True, help="scratch folder for the restored sets, reports and grids")
     p.add_argument("--install", default=None, help="write the model folder + card here when it is better")
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     old = evaluate("baseline", baseline, args.faces, work)
     new = evaluate("candidate", args.model, args.faces, work)
     ok, lines = verdict(new, old)
-    text = table(new, old)
+    text = table(new, old, args.labels)
     print(text)
     print("\n".join(lines))
     print("verdict:", "the candidate is better" if ok else "keep the baseline")
@@ -148,8 +150,10 @@ def main(argv=None) -> int:
                     "the authors' sd21 weights (see the osdface README)."),
         "Training data and its terms": old_card.get("Training data and its terms", ""),
         "Objective (v2)": objective,
-        "Training": ("v1: the three commands of the osdface README's training section (`osdface train-vae`, "
-                     "`train-vre`, `train --config nano`). " + old_card.get("Training", "").split("```")[-1].strip()
+        "Training": (("" if "\n\nv2: " in old_card.get("Training", "") else
+                      "v1: the three commands of the osdface README's training section (`osdface train-vae`, "
+                      "`train-vre`, `train --config nano`). ")
+                     + old_card.get("Training", "").split("```")[-1].split("\n\nv2: ")[0].strip()
                      + "\n\nv2: "
                      f"{run_cfg.get('max_steps', '?')} steps from v1 at {run_cfg.get('resolution', '?')}², batch "
                      f"{run_cfg.get('batch_size', '?')}, lr {run_cfg.get('learning_rate', '?')} (cosine), seed "
@@ -163,8 +167,8 @@ def main(argv=None) -> int:
                        "RMS of the mean 8×8 tile (a pattern locked to the latent grid raises it).\n\n" + text
                        + "\n" + "\n".join(f"- {x}" for x in lines)),
     }
-    if args.ablation and Path(args.ablation).is_file():
-        card["Ablation (paper Tables 3–4 in miniature)"] = Path(args.ablation).read_text()
+    if args.ablation and Path(args.ablation).is_file():  # its own title line dropped: the card names the section
+        card["Ablation (paper Tables 3–4 in miniature)"] = Path(args.ablation).read_text().split("\n", 1)[1].strip()
     card["What it can and cannot do"] = (
         "Trained for about an hour and a half on 2 CPU cores on a few hundred faces: it removes noise, blocking and "
         "some blur, and the identity and edge terms make eyes, mouths and hair edges crisper than v1's L2-only "
@@ -187,7 +191,12 @@ def main(argv=None) -> int:
     shutil.rmtree(backup, ignore_errors=True)
     if install.exists():
         install.rename(backup)  # never lose the previous model before the new one is in place
-    tmp.rename(install)
+    try:
+        tmp.rename(install)
+    except OSError:
+        if backup.exists():
+            backup.rename(install)
+        raise
     shutil.rmtree(backup, ignore_errors=True)
     print(f"installed {install}")
     return 0

@@ -1,8 +1,11 @@
 """Nano v2: the bundled nano v1 (L2 only) fine-tuned with the offline objective (issue 16; the model card has the why).
 
-    python scripts/train_nano_v2.py --data ../shared/data/faces --out runs/nano-v2      # resumes from checkpoints
-    python scripts/finalize_nano.py --model runs/nano-v2/final --faces ../shared/data/faces --work runs/nano-v2-eval
+    git archive 1a2f108 osdface/assets/osdface-nano | tar -x -C runs/v1 --strip-components=2   # nano v1 (L2 only)
+    python scripts/train_nano_v2.py --start runs/v1/osdface-nano --data ../shared/data/faces --out runs/nano-v2
+    python scripts/finalize_nano.py --model runs/nano-v2/final --baseline runs/v1/osdface-nano \
+        --faces ../shared/data/faces --work runs/nano-v2-eval
 
+The run resumes from its checkpoints when restarted.
 800 steps from v1 at 512², batch 1, lr 5e-5 (20 warm-up steps, cosine), seed 1, bf16 autocast: L2 + 0.2 identity (dlib)
 + 0.1 Sobel edge + 0.01 latent GAN (from step 100, ramped over 200 steps, every 4th step, discriminator lr 1e-4). The
 VAE decoder stays v1's (``--train-decoder`` trains its residual branch too: that run learned a 4-px pattern).
@@ -27,15 +30,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="folder of HQ faces (e.g. ../shared/data/faces)")
     p.add_argument("--out", default="runs/nano-v2")
-    p.add_argument("--start", default=None, help="the model to fine-tune (default: the bundled nano)")
+    p.add_argument("--start", required=True,
+                   help="the model to fine-tune: nano v1 (the bundled model up to commit 1a2f108; see above)")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--train-decoder", action="store_true", help="also train the VAE decoder's residual branch")
     args = p.parse_args(argv)
 
     from osdface.training import get_train_config, make_trainer
-    from osdface.weights import BUNDLED_NANO
-
-    start = Path(args.start or BUNDLED_NANO)
+    start = Path(args.start)
     cfg = get_train_config("generator", "nano", data=args.data, output_dir=args.out, base=str(start),
                            vre=str(start / "vre"), max_steps=args.steps, train_vae_decoder=args.train_decoder,
                            **RECIPE)

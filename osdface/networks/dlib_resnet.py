@@ -468,14 +468,15 @@ def convert_dlib_face_resnet(dat_path: str | os.PathLike | None = None,
                              out_path: str | os.PathLike | None = None) -> Path:
     """Convert dlib's ``dlib_face_recognition_resnet_model_v1.dat`` to ``.safetensors`` (22.5 MB, float32) and return
     the path written. ``dat_path`` None: the installed face-recognition-models file; ``out_path`` None:
-    :func:`default_dlib_resnet_path`; a folder: ``<folder>/dlib_face_recognition_resnet_model_v1.safetensors``.
+    :func:`default_dlib_resnet_path`; a folder (any path not ending in ``.safetensors``):
+    ``<folder>/dlib_face_recognition_resnet_model_v1.safetensors``.
     Written atomically (a temporary file in the same folder, then ``os.replace``). The metadata names the source
     file, its sha256 and its licence. Reads the ``.dat`` in pure Python (dlib is not needed)."""
     from safetensors.numpy import save_file
 
     dat = find_dlib_face_resnet_dat() if dat_path is None else Path(dat_path)
     out = default_dlib_resnet_path() if out_path is None else Path(out_path)
-    if out.is_dir() or (out_path is not None and str(out_path).endswith(os.sep)):
+    if out.is_dir() or out.suffix != ".safetensors":  # a folder, existing or to be made
         out = out / SAFETENSORS_FILE
     arrays, meta = _parse_dat(dat)
     meta = {"format": FORMAT, "source_file": dat.name, "source_sha256": sha256_file(dat), "license": LICENSE,
