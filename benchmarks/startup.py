@@ -2,6 +2,7 @@
 
     python benchmarks/startup.py                              # this checkout
     python benchmarks/startup.py --checkout ../old-checkout   # another checkout of osdface (e.g. before a change)
+    osdface export-onnx --model osdface/assets/osdface-nano --out nano-onnx && python benchmarks/startup.py --onnx nano-onnx
 
 Rows: ``import osdface``; ``osdface --help``; ``osdface restore --help``; an argument error; a one-face
 ``osdface restore --has_aligned`` (the bundled model, default dtype) end to end; the marginal time per face (restoring
@@ -50,7 +51,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--faces", type=int, default=8, help="faces for the marginal-cost row")
     p.add_argument("--extra", nargs="*", default=[], help="extra options for the restore rows (e.g. --dtype fp32)")
+    p.add_argument("--onnx", default=None, metavar="DIR",
+                   help="time the restore rows on the ONNX backend with this `osdface export-onnx` folder")
     args = p.parse_args(argv)
+    if args.onnx:
+        args.extra += ["--backend", "onnx", "--model", str(Path(args.onnx).resolve())]
     root = Path(args.checkout).resolve()
     py = [sys.executable]
     face = REPO / "examples" / "astronaut_face_lq.png"
