@@ -59,8 +59,8 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def labelled(img: Image.Image, text: str, size: int = 18) -> Image.Image:
-    """``img`` with ``text`` in a dark band at its top-left corner."""
+def labelled(img: Image.Image, text: str, size: int = 14) -> Image.Image:
+    """``img`` with ``text`` in a dark band at its top-left corner (after scaling, so every label reads the same)."""
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     font = _font(size)
@@ -70,8 +70,10 @@ def labelled(img: Image.Image, text: str, size: int = 18) -> Image.Image:
     return out
 
 
-def row(images: list[Image.Image], height: int, gap: int = 4) -> Image.Image:
-    scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS) for im in images]
+def row(images: list[tuple[Image.Image, str]], height: int, gap: int = 4) -> Image.Image:
+    """(image, label) pairs scaled to ``height``, labelled, side by side."""
+    scaled = [labelled(im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS), text)
+              for im, text in images]
     out = Image.new("RGB", (sum(im.width for im in scaled) + gap * (len(scaled) - 1), height), (255, 255, 255))
     x = 0
     for im in scaled:
@@ -110,12 +112,12 @@ def readme_figure(pipe) -> Image.Image:
 
     photo = Image.open(REPO / PHOTO).convert("RGB")
     result = restore_image(pipe, photo, mode="photo")
-    top = row([labelled(photo, "input"), labelled(result.image, "restored")], 300)
+    top = row([(photo, "input"), (result.image, "restored")], 300)
     crops = [Image.open(REPO / p).convert("RGB") for p in CROPS]
     restored = restore_aligned(pipe, crops, batch_size=len(crops))
     pairs = []
     for what, lq, out in zip(CROPS.values(), crops, restored):
-        pairs += [labelled(lq.resize((512, 512), Image.BICUBIC), f"input: {what}", 30), labelled(out, "restored", 30)]
+        pairs += [(lq.resize((512, 512), Image.BICUBIC), f"input: {what}"), (out, "restored")]
     bottom = row(pairs, 160)
     return stack([top, bottom])
 
@@ -129,7 +131,7 @@ def photos_figure(pipe) -> dict[str, Image.Image]:
     for p in PHOTOS:
         img = Image.open(REPO / p).convert("RGB")
         result = restore_image(pipe, img, mode="photo")
-        out[f"photo_{Path(p).stem}.jpg"] = row([labelled(img, "input"), labelled(result.image, "restored")], 320)
+        out[f"photo_{Path(p).stem}.jpg"] = row([(img, "input"), (result.image, "restored")], 320)
     return out
 
 
@@ -152,8 +154,8 @@ def video_strip(pipe, frames: int = 24, shown=(0, 8, 16, 23)) -> Image.Image:
                 return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
         lq, restored = decode(clip), decode(summary.output)
-    top = row([labelled(Image.fromarray(lq[i]), f"input, frame {i}", 16) for i in shown], 180)
-    bottom = row([labelled(Image.fromarray(restored[i]), f"restored, frame {i}", 16) for i in shown], 180)
+    top = row([(Image.fromarray(lq[i]), f"input, frame {i}") for i in shown], 180)
+    bottom = row([(Image.fromarray(restored[i]), f"restored, frame {i}") for i in shown], 180)
     return stack([top, bottom])
 
 
