@@ -37,7 +37,7 @@ def file_date(path: Path) -> str:
         out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path.relative_to(REPO))], cwd=REPO,
                              capture_output=True, text=True, timeout=30)
         return out.stdout.strip() or "not recorded"
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, ValueError, subprocess.SubprocessError):  # no git, or a file outside the repository
         return "not recorded"
 
 
@@ -252,10 +252,12 @@ def render_other() -> str:
             parts.append(f"Unreadable ({err.__class__.__name__}); nothing is printed.\n")
             continue
         first = rows[0] if rows and isinstance(rows[0], dict) else {}
-        facts = {k: meta.get(k, first.get(k)) for k in ("machine", "device", "cpu", "date", "versions", "torch")}
+        facts = {k: meta.get(k, first.get(k)) for k in ("machine", "device_name", "device", "cpu", "date", "versions",
+                                                         "torch")}
         versions = facts["versions"] if isinstance(facts["versions"], dict) else {}
         torch_v = versions.get("torch") or facts["torch"]
-        parts.append(f"Machine: {facts['machine'] or facts['cpu'] or facts['device'] or 'not recorded'}. "
+        machine = facts["machine"] or facts["device_name"] or facts["cpu"] or facts["device"] or "not recorded"
+        parts.append(f"Machine: {machine}. "
                      f"Date: {facts['date'] or file_date(p)}. Versions: "
                      f"{', '.join(f'{k} {v}' for k, v in versions.items()) or (f'torch {torch_v}' if torch_v else 'not recorded')}.\n")
         parts.append(staleness(torch_v))

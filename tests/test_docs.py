@@ -118,3 +118,35 @@ def test_user_pages_carry_no_internal_words(page):
     for pattern, what in INTERNAL:
         hits = pattern.findall(text)
         assert not hits, f"{page.relative_to(REPO)} has {what}: {hits[:3]}"
+
+
+def _hooks(results: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    hooks.RESULTS = results
+    return hooks
+
+
+def test_benchmark_pages_print_numbers_only_from_files_and_say_when_they_are_older_than_the_pins(tmp_path):
+    hooks = _hooks(tmp_path)
+    for kind in ("gpu", "detectors", "ablation"):
+        text = hooks.RENDERERS[kind]()
+        assert "nothing is printed" in text and not re.search(r"\d+\.\d", text), text
+    pin = hooks.pinned("torch")
+    rows = [{"check": "device", "name": "GPU X", "torch": "2.0.1+cu118", "preset": "sd21"},
+            {"check": "speed", "preset": "sd21", "device": "cuda", "dtype": "fp16", "layout": "nchw", "compiled": False,
+             "batch": 8, "size": 512, "seconds_per_face": 0.0123456, "peak_memory_mb": 100.0}]
+    (tmp_path / "x.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
+    text = hooks.RENDERERS["gpu"]()
+    assert "GPU X" in text and "12.3" in text and "Older than the pins" in text and pin in text
+    rows[0]["torch"] = pin
+    (tmp_path / "x.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
+    assert "Older than the pins" not in hooks.RENDERERS["gpu"]()
+    # a file no page knows yet still appears, with what it records about where and when it was measured
+    (tmp_path / "startup.json").write_text('{"machine": "CPU Y", "date": "2027-01-02", "versions": {"torch": "1.0"},'
+                                           ' "rows": [{"command": "osdface --help", "seconds": 0.5}]}')
+    text = hooks.RENDERERS["other"]()
+    assert "CPU Y" in text and "2027-01-02" in text and "osdface --help" in text and "Older than the pins" in text
