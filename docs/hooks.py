@@ -56,6 +56,25 @@ def staleness(torch_version: str | None) -> str:
     return ""
 
 
+# how a result file written as prose names a package (as "name 1.2.3"), and the requirement that pins it
+PROSE_NAMES = {"torch": "torch", "onnxruntime": "onnxruntime", "dlib": "dlib-bin", "OpenCV": "opencv-python",
+               "numpy": "numpy", "diffusers": "diffusers"}
+
+
+def older_than_pins(text: str) -> str:
+    """A warning naming every "package X.Y.Z" in ``text`` older than ``requirements.txt``'s pin; "" when none is."""
+    old = []
+    for name, requirement in PROSE_NAMES.items():
+        pin = pinned(requirement)
+        for v in re.findall(rf"\b{re.escape(name)} (\d+\.\d+(?:\.\d+)?)", text):
+            if pin and _base_version(v) < _base_version(pin):
+                old.append(f"{name} {v} (pinned now: {pin})")
+    if not old:
+        return ""
+    return ('!!! warning "Older than the pins"\n    Measured with ' + ", ".join(sorted(set(old)))
+            + ". Rerun the command to refresh these numbers.\n")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
 
@@ -200,8 +219,9 @@ def render_detectors() -> str:
     path = RESULTS / "detectors.md"
     if not path.is_file():
         return "No result file `benchmarks/results/detectors.md`; nothing is printed.\n"
+    text = path.read_text(encoding="utf-8")
     return (f"From `benchmarks/results/{path.name}` (last changed {file_date(path)}; the machine and versions are "
-            f"in its text). {staleness(None) if 'torch' in path.read_text() else ''}\n\n" + _include_md(path))
+            f"in its text).\n\n{older_than_pins(text)}\n" + _include_md(path))
 
 
 def render_ablation() -> str:
@@ -239,7 +259,8 @@ def render_other() -> str:
     for p in files:
         parts.append(f"### `benchmarks/results/{p.name}`\n")
         if p.suffix == ".md":
-            parts.append(f"Last changed {file_date(p)}.\n\n" + _include_md(p))
+            parts.append(f"Last changed {file_date(p)}.\n\n{older_than_pins(p.read_text(encoding='utf-8'))}\n"
+                         + _include_md(p))
             continue
         try:
             if p.suffix == ".jsonl":

@@ -148,5 +148,7 @@ def test_benchmark_pages_print_numbers_only_from_files_and_say_when_they_are_old
     # a file no page knows yet still appears, with what it records about where and when it was measured
     (tmp_path / "startup.json").write_text('{"machine": "CPU Y", "date": "2027-01-02", "versions": {"torch": "1.0"},'
                                            ' "rows": [{"command": "osdface --help", "seconds": 0.5}]}')
+    (tmp_path / "notes.md").write_text("# Notes\n\nMeasured with onnxruntime 1.0.0 and numpy 99.0.\n")
     text = hooks.RENDERERS["other"]()
+    assert "onnxruntime 1.0.0 (pinned now" in text and "numpy 99.0 (pinned" not in text  # newer is not older
     assert "CPU Y" in text and "2027-01-02" in text and "osdface --help" in text and "Older than the pins" in text
