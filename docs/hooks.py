@@ -307,8 +307,8 @@ def render_screenshots() -> str:
         return ("*(No screenshots in this build: they are made by `tests/test_app.py`'s browser test, which `.ci/run` "
                 "runs before building the site.)*\n")
     # the page that asks for them (demo.md) is at the top of docs/
-    return "\n".join(f"![{SCREENSHOTS[n]}](assets/generated/{n}){{ width=\"640\" }}\n\n*{SCREENSHOTS[n]}.*\n"
-                      for n in found)
+    return "\n".join(f"![{SCREENSHOTS[n]}](assets/generated/{n}){{ width=\"{320 if 'mobile' in n else 640}\" }}"
+                      f"\n\n*{SCREENSHOTS[n]}.*\n" for n in found)
 
 
 RENDERERS = {"screenshots": render_screenshots, "gpu": render_gpu, "detectors": render_detectors,

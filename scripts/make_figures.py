@@ -106,8 +106,9 @@ def save_jpeg(img: Image.Image, path: Path, quality: int = 82) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ pictures
-def readme_figure(pipe) -> Image.Image:
-    """The README's picture: a whole photo (input | restored) above three face crops (input | restored each)."""
+def readme_figure(pipe) -> tuple[Image.Image, Image.Image]:
+    """The README's picture: a whole photo (input | restored) above three face crops (input | restored each); and
+    the crops' row alone."""
     from osdface.restore import restore_aligned, restore_image
 
     photo = Image.open(REPO / PHOTO).convert("RGB")
@@ -119,7 +120,7 @@ def readme_figure(pipe) -> Image.Image:
     for what, lq, out in zip(CROPS.values(), crops, restored):
         pairs += [(lq.resize((512, 512), Image.BICUBIC), f"input: {what}"), (out, "restored")]
     bottom = row(pairs, 160)
-    return stack([top, bottom])
+    return stack([top, bottom]), bottom
 
 
 def photos_figure(pipe) -> dict[str, Image.Image]:
@@ -173,7 +174,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     pipe = load_pipeline(str(MODEL), device="cpu", dtype="fp32")
     ASSETS.mkdir(parents=True, exist_ok=True)
-    pictures = {"readme_figure.jpg": readme_figure(pipe), **photos_figure(pipe), "video_strip.jpg": video_strip(pipe)}
+    readme, crops = readme_figure(pipe)
+    pictures = {"readme_figure.jpg": readme, "crops.jpg": crops, **photos_figure(pipe),
+                "video_strip.jpg": video_strip(pipe)}
     written = {}
     for name, img in pictures.items():
         save_jpeg(img, ASSETS / name)
