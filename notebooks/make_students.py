@@ -14,7 +14,8 @@ student copy.
     python notebooks/make_students.py              # (re)write the student copies next to solutions/
     python notebooks/make_students.py --check      # exit 1 if a student copy is missing or differs (tests use it)
     python notebooks/make_students.py --out DIR    # the student download: DIR holds only the student notebooks,
-                                                   # the public-domain example images (examples/) and a README;
+                                                   # the public-domain example images (examples/), the few
+                                                   # repository files they name (HANDOUT_FILES) and a README;
                                                    # no solutions/, no teacher guide, no face photos
     python notebooks/make_students.py --out DIR --full-solutions
                                                    # the same, and the checkers' hint_level=3 shows a full
@@ -57,8 +58,17 @@ below it. It prints ✓, or the first failing case with what went wrong and a hi
 version is refused. The questions under *Check your understanding* are for you (and for discussion in class).
 
 `examples/`: public-domain pictures (a NASA portrait) and pictures generated from it; `examples/README.md` says how.
+`docs/ARCHITECTURE.md`: the architecture notes the notebooks cite. `scripts/ablation.py` and
+`benchmarks/results/ablation.json`: the final project's ablation script and the project's measured report;
+`benchmarks/speed.py`: the timing script notebook 03 mentions.
 """
 STUB = ["# your code here", "raise NotImplementedError"]
+REPO = HERE.parent
+#: files of the repository the student notebooks name, copied into the download at the same relative paths
+#: (the architecture notes the notebooks cite, the ablation script of 08 and its measured report, the speed script
+#: 03 points to)
+HANDOUT_FILES = ("docs/ARCHITECTURE.md", "scripts/ablation.py", "benchmarks/results/ablation.json",
+                 "benchmarks/speed.py")
 
 
 class NotebookError(ValueError):
@@ -167,6 +177,13 @@ def write_student_folder(out: Path, root: Path = HERE, examples: Path = EXAMPLES
             if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".md"):
                 shutil.copyfile(p, out / "examples" / p.name)
                 written.append(out / "examples" / p.name)
+    for rel in HANDOUT_FILES:
+        src = REPO / rel
+        if not src.is_file():
+            raise NotebookError(f"{rel} is missing from the repository; the student notebooks name it")
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / rel)
+        written.append(out / rel)
     readme = STUDENT_README.replace("{solutions}", "(your teacher enabled them for this course)" if full_solutions
                                     else "where your teacher enables them (not in this copy)")
     (out / "README.md").write_text(readme, encoding="utf-8")

@@ -251,3 +251,42 @@ def test_full_solutions_are_off_in_the_download_unless_the_teacher_enables_them(
     assert "enabled them for this course" in (out / "README.md").read_text()
     with pytest.raises(SystemExit):
         make_students.main(["--full-solutions"])  # only with --out: the repository's copies carry no settings
+
+
+#: a path as notebooks write them: relative, with at least one folder, or a file name with a known suffix
+PATH_LIKE = re.compile(r"(?<![\w/.:@-])((?:\./)?[\w.-]+(?:/[\w.-]*)+|[\w-]+\.(?:md|py|ipynb|json|txt|png|jpg))"
+                       r"(?![\w/])")
+
+
+def named_paths(nb) -> set[str]:
+    return {m.group(1) for cell in nb["cells"] for m in PATH_LIKE.finditer(source(cell))}
+
+
+def test_every_path_a_handout_notebook_names_exists_in_the_handout(tmp_path):
+    """A path that names part of the repository (its first component is a top-level entry of the checkout, or the
+    teacher's files) exists in the handout ``make_students.py --out`` writes, or in the installed package."""
+    import osdface
+
+    out = tmp_path / "handout"
+    assert make_students.main(["--out", str(out)]) == 0
+    repo_entries = {p.name for p in REPO.iterdir() if not p.name.startswith(".")}
+    package = Path(osdface.__file__).resolve().parent
+    checked, missing = 0, []
+    for nb_path in sorted(out.glob("*.ipynb")):
+        for path in sorted(named_paths(load(nb_path))):
+            rel = path.removeprefix("./")
+            first = rel.split("/")[0]
+            if "TEACHING" in rel or first in ("solutions", "notebooks"):
+                missing.append(f"{nb_path.name}: {path} (a teacher's file)")
+                continue
+            if first not in repo_entries:
+                continue  # not the repository's: an output the notebook makes (runs/…), a Hub id, a formula
+            checked += 1
+            if first == "osdface":
+                found = (package.parent / rel).exists()
+            else:
+                found = (out / rel).exists()
+            if not found:
+                missing.append(f"{nb_path.name}: {path}")
+    assert checked >= 10  # the rule is exercised: examples/, docs/, scripts/, benchmarks/, osdface/ are named
+    assert not missing, missing
