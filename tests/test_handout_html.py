@@ -27,7 +27,7 @@ pytest.importorskip("nbconvert")
 bs4 = pytest.importorskip("bs4")
 
 #: text that tells the student to look at something the notebook draws
-LOOK_AT = re.compile(r"\blook at (?:the |each |these )?(?:pictures?|close-ups?|images?|faces?|panels?|rows?|grids?)\b",
+LOOK_AT = re.compile(r"\blook\s+at\s+(?:(?:the|each|these)\s+)?(?:pictures?|close-ups?|images?|faces?|panels?|rows?|grids?)\b",
                      re.IGNORECASE)
 
 

@@ -290,3 +290,23 @@ def test_every_path_a_handout_notebook_names_exists_in_the_handout(tmp_path):
                 missing.append(f"{nb_path.name}: {path}")
     assert checked >= 10  # the rule is exercised: examples/, docs/, scripts/, benchmarks/, osdface/ are named
     assert not missing, missing
+
+
+def test_teaching_guide_figures_come_from_the_timing_script():
+    """TEACHING.md's run-time table is what benchmarks/notebook_times.py renders from its results file, for every
+    notebook; the guide's counts match the course."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_times", REPO / "benchmarks" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    results = json.loads(times.RESULTS.read_text(encoding="utf-8"))
+    assert sorted(results["notebooks"]) == [p.stem for p in SOLUTIONS]
+    assert all(r["status"] == "ok" and r["seconds"] > 0 for r in results["notebooks"].values())
+    guide = (NOTEBOOKS / "TEACHING.md").read_text(encoding="utf-8")
+    assert times.render(results) in guide, "run: python benchmarks/notebook_times.py --render-only"
+    words = {6: "Six", 7: "Seven", 8: "Eight", 9: "Nine", 10: "Ten"}
+    assert f"{words[len(SOLUTIONS)]} notebooks" in guide
+    assert not any(f"{w} notebooks" in guide for n, w in words.items() if n != len(SOLUTIONS))
+    n_exercises = sum(len(tagged(load(p), "check")) for p in SOLUTIONS)
+    assert f"{n_exercises} exercises in 01–08" in guide

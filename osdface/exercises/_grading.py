@@ -265,9 +265,9 @@ def grade(name: str, fn: Callable, cases: Iterable[Case], hints: Hints, *, hint_
     codes = reference_codes(*references)
 
     def refuse(what: str) -> CheckResult:
-        return finish(False, [f"✗ {name}: write it yourself: {fn_name} {what}, the very implementation this exercise "
-                              "grades against, so passing would show nothing. Compute the result with your own code "
-                              "(plain numpy / torch operations).", f"  Hint: {hints.concept}"])
+        return finish(False, [f"✗ {name}: write it yourself: {fn_name} {what}, (part of) the library's implementation "
+                              "this exercise grades against, so passing would show nothing. Compute the result with "
+                              "your own code (plain numpy / torch operations).", f"  Hint: {hints.concept}"])
 
     if delegates is not None:
         why = delegates(fn)
