@@ -14,8 +14,15 @@ student copy.
     python notebooks/make_students.py              # (re)write the student copies next to solutions/
     python notebooks/make_students.py --check      # exit 1 if a student copy is missing or differs (tests use it)
     python notebooks/make_students.py --out DIR    # the student download: DIR holds only the student notebooks,
-                                                   # the public-domain example images (examples/) and a README;
+                                                   # the public-domain example images (examples/), the few
+                                                   # repository files they name (HANDOUT_FILES) and a README;
                                                    # no solutions/, no teacher guide, no face photos
+    python notebooks/make_students.py --out DIR --full-solutions
+                                                   # the same, and the checkers' hint_level=3 shows a full
+                                                   # solution (off by default: levels 1-2 lead, they do not answer)
+
+``--full-solutions`` writes ``osdface-course.json`` (``{"full_solutions": true}``) into the download, which the
+checkers read from the folder Jupyter runs the notebooks in; without it the file says ``false``.
 
 ``--out`` refuses a folder inside ``notebooks/`` and a non-empty folder it did not write (it leaves a marker file),
 and checks what it wrote: no cell tagged ``solution``, no solution marker, no output.
@@ -45,13 +52,23 @@ running it. Start with `00_overview.ipynb`.
 3. Run each notebook top to bottom. The first code cell holds its parameters; the defaults run on a laptop CPU.
 
 **Exercises.** Replace `raise NotImplementedError` in the marked cells with your code, then run the `check_…` cell
-below it. It prints ✓, or the first failing case with what went wrong and a hint; `check_…(your_function,
-hint_level=2)` adds code-level help when you are stuck. The questions under *Check your understanding* are for you
-(and for discussion in class).
+below it. It prints ✓, or the first failing case with what went wrong and a hint about the idea;
+`check_…(your_function, hint_level=2)` shows the next step (a skeleton with blanks) when you are stuck, and
+`hint_level=3` a full solution {solutions}. Write the function yourself: an answer that calls the library's own
+version is refused. The questions under *Check your understanding* are for you (and for discussion in class).
 
 `examples/`: public-domain pictures (a NASA portrait) and pictures generated from it; `examples/README.md` says how.
+`docs/ARCHITECTURE.md`: the architecture notes the notebooks cite. `scripts/ablation.py` and
+`benchmarks/results/ablation.json`: the final project's ablation script and the project's measured report;
+`benchmarks/speed.py`: the timing script notebook 03 mentions.
 """
 STUB = ["# your code here", "raise NotImplementedError"]
+REPO = HERE.parent
+#: files of the repository the student notebooks name, copied into the download at the same relative paths
+#: (the architecture notes the notebooks cite, the ablation script of 08 and its measured report, the speed script
+#: 03 points to)
+HANDOUT_FILES = ("docs/ARCHITECTURE.md", "scripts/ablation.py", "benchmarks/results/ablation.json",
+                 "benchmarks/speed.py")
 
 
 class NotebookError(ValueError):
@@ -124,8 +141,13 @@ def leaks(nb: dict) -> list[str]:
     return found
 
 
-def write_student_folder(out: Path, root: Path = HERE, examples: Path = EXAMPLES) -> list[Path]:
-    """The student download in ``out``: the student notebooks, ``examples/`` and a README. Returns the files."""
+COURSE_FILE = "osdface-course.json"  # read by osdface.exercises (full_solutions_enabled)
+
+
+def write_student_folder(out: Path, root: Path = HERE, examples: Path = EXAMPLES, *,
+                         full_solutions: bool = False) -> list[Path]:
+    """The student download in ``out``: the student notebooks, ``examples/``, a README and the course settings
+    (``osdface-course.json``: whether ``hint_level=3`` shows full solutions). Returns the files."""
     out = Path(out).resolve()
     root = Path(root).resolve()
     if out == root or root in out.parents:
@@ -155,8 +177,18 @@ def write_student_folder(out: Path, root: Path = HERE, examples: Path = EXAMPLES
             if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".md"):
                 shutil.copyfile(p, out / "examples" / p.name)
                 written.append(out / "examples" / p.name)
-    (out / "README.md").write_text(STUDENT_README, encoding="utf-8")
-    written.append(out / "README.md")
+    for rel in HANDOUT_FILES:
+        src = REPO / rel
+        if not src.is_file():
+            raise NotebookError(f"{rel} is missing from the repository; the student notebooks name it")
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / rel)
+        written.append(out / rel)
+    readme = STUDENT_README.replace("{solutions}", "(your teacher enabled them for this course)" if full_solutions
+                                    else "where your teacher enables them (not in this copy)")
+    (out / "README.md").write_text(readme, encoding="utf-8")
+    (out / COURSE_FILE).write_text(json.dumps({"full_solutions": bool(full_solutions)}) + "\n", encoding="utf-8")
+    written += [out / "README.md", out / COURSE_FILE]
     return written
 
 
@@ -166,16 +198,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=HERE, help="the notebooks folder (holds solutions/)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the student download into this folder (student notebooks, examples, README)")
+    parser.add_argument("--full-solutions", action="store_true",
+                        help="with --out: let the checkers' hint_level=3 show a full solution (off by default)")
     args = parser.parse_args(argv)
+    if args.full_solutions and args.out is None:
+        parser.error("--full-solutions applies to the download: add --out DIR")
     if args.out is not None:
         try:
-            files = write_student_folder(args.out, args.root)
+            files = write_student_folder(args.out, args.root, full_solutions=args.full_solutions)
         except NotebookError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         notebooks = [p for p in files if p.suffix == ".ipynb"]
         print(f"wrote {len(notebooks)} student notebooks and {len(files) - len(notebooks)} other files to "
-              f"{args.out} (no solutions, no teacher guide)")
+              f"{args.out} (no solutions, no teacher guide; full solutions in the hints: "
+              f"{'on' if args.full_solutions else 'off'})")
         return 0
     sources = sorted((args.root / "solutions").glob("*.ipynb"))
     if not sources:

@@ -13,8 +13,9 @@ The start (``OUT/start``): nano's stage-0 PatchVAE fitted here (closed form, sec
 VRE (encoder and dictionary; its prompt projector re-initialised, as stage 1 leaves it), so every arm trains its
 UNet, projector and VAE decoder from scratch. Training runs resume from their last checkpoint (``OUT/ARM/``).
 
-Evaluation (``OUT/report.md``, ``OUT/report.json``): the validation split (never trained on), degraded twice at a
-fixed seed: with docs/ARCHITECTURE.md §4's ranges ("spec") and a milder set (blur σ 1–3, down-sampling 2–4×,
+Evaluation (``OUT/report.md``, ``OUT/report.json``; the JSON also holds every metric per validation face under
+``per_face``, paired across arms, for an uncertainty on a difference): the validation split (never trained on),
+degraded twice at a fixed seed: with docs/ARCHITECTURE.md §4's ranges ("spec") and a milder set (blur σ 1–3, down-sampling 2–4×,
 noise ≤ 10, JPEG 60–90); PSNR, SSIM, LMD, Deg-dlib (identity angle, dlib's network), HF-ratio (sharpness: 1 =
 the ground truth's), with the LQ input as the baseline row; a picture grid per arm and degradation
 (LQ | output | GT), written under OUT (not committed: the faces' terms keep them out of the repository).
@@ -101,6 +102,11 @@ def evaluate_arm(name: str, model: Path, data: str, out: Path, seed: int) -> dic
                                    degradation=config, overwrite=True, grid=6, log=lambda line: None)
         for m in report.methods:
             rows[(deg, m.name)] = {k: m.summary.get(k) for k in METRICS}
+            # one value per validation face, in file-name order (the same faces in every arm: paired), so that a
+            # reader can put an uncertainty on a difference (notebook 08 bootstraps over them)
+            names = sorted(m.per_image)
+            rows[(deg, m.name)]["_per_face"] = {k: [m.per_image[n].get(k) for n in names] for k in METRICS
+                                                if any(m.per_image[n].get(k) is not None for n in names)}
     return rows
 
 
@@ -145,6 +151,11 @@ def write_table(results: dict, out: Path, args) -> None:
             for (d, method), values in rows.items():
                 if d != deg:
                     continue
+                values = dict(values)
+                per_face = values.pop("_per_face", None)
+                if per_face:
+                    payload.setdefault("per_face", {}).setdefault("lq" if method == "LQ input" else name, {})[deg] = \
+                        per_face
                 if method == "LQ input":
                     lq = values
                     continue

@@ -163,7 +163,7 @@ def test_exercises_pass_in_solutions_and_fail_in_student_copy(path, capsys):
         assert results == [want] * len(check_cells), out
         if not want:  # "Run all" on the student copy: every stub reported, no hint given away
             assert out.count("not written yet") == len(check_cells)
-            assert "Hint:" not in out and "Code-level help" not in out
+            assert "Hint:" not in out and "Next step" not in out
 
 
 def test_stub_source_replaces_marked_blocks_keeping_indentation():
@@ -202,3 +202,111 @@ def test_student_notebook_drops_solution_markdown_and_outputs(tmp_path):
     assert make_students.main(["--root", str(tmp_path)]) == 0
     assert make_students.main(["--root", str(tmp_path), "--check"]) == 0
     assert load(tmp_path / "x.ipynb") == out
+
+
+@pytest.mark.parametrize("path", [p for p in SOLUTIONS if p.stem not in NO_EXERCISES], ids=lambda p: p.stem)
+def test_exercise_cells_do_not_have_the_reference_in_scope(path):
+    """No name a notebook binds with an import is the library function one of its exercises grades against (or the
+    class whose method it is): ``return squared_distances(z, codes)`` must not be one word away. The module
+    (``codebook.squared_distances``) may be imported for the demonstrations; the checker refuses a call to it."""
+    import importlib
+    import inspect
+
+    import osdface.exercises as ex
+
+    nb = load(path)
+    exercises = sorted({m for c in tagged(nb, "check") for m in re.findall(r"check_(\w+)\(", source(c))})
+    assert exercises
+    refs = [inspect.unwrap(f) for name in exercises for f in ex.reference_functions(name)]
+    owners = [getattr(importlib.import_module(f.__module__), f.__qualname__.split(".")[0]) for f in refs
+              if "." in f.__qualname__]
+    bound = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse(source(cell))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    module = importlib.import_module(node.module)
+                    obj = getattr(module, alias.name, None)
+                    if obj is None:  # a submodule
+                        obj = importlib.import_module(f"{node.module}.{alias.name}")
+                    bound[alias.asname or alias.name] = obj
+    for name, obj in bound.items():
+        obj = inspect.unwrap(obj) if callable(obj) else obj
+        assert not any(obj is r for r in refs), f"{path.name} binds the reference {name}: import its module instead"
+        assert not any(obj is o for o in owners), f"{path.name} binds {name}, whose method is an exercise's reference"
+
+
+def test_full_solutions_are_off_in_the_download_unless_the_teacher_enables_them(tmp_path, capsys):
+    from osdface.exercises import full_solutions_enabled
+
+    out = tmp_path / "handout"
+    assert make_students.main(["--out", str(out)]) == 0
+    assert json.loads((out / "osdface-course.json").read_text()) == {"full_solutions": False}
+    assert not full_solutions_enabled(out)
+    assert "not in this copy" in (out / "README.md").read_text()
+    assert make_students.main(["--out", str(out), "--full-solutions"]) == 0
+    assert full_solutions_enabled(out)
+    assert "enabled them for this course" in (out / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        make_students.main(["--full-solutions"])  # only with --out: the repository's copies carry no settings
+
+
+#: a path as notebooks write them: relative, with at least one folder, or a file name with a known suffix
+PATH_LIKE = re.compile(r"(?<![\w/.:@-])((?:\./)?[\w.-]+(?:/[\w.-]*)+|[\w-]+\.(?:md|py|ipynb|json|txt|png|jpg))"
+                       r"(?![\w/])")
+
+
+def named_paths(nb) -> set[str]:
+    return {m.group(1) for cell in nb["cells"] for m in PATH_LIKE.finditer(source(cell))}
+
+
+def test_every_path_a_handout_notebook_names_exists_in_the_handout(tmp_path):
+    """A path that names part of the repository (its first component is a top-level entry of the checkout, or the
+    teacher's files) exists in the handout ``make_students.py --out`` writes, or in the installed package."""
+    import osdface
+
+    out = tmp_path / "handout"
+    assert make_students.main(["--out", str(out)]) == 0
+    repo_entries = {p.name for p in REPO.iterdir() if not p.name.startswith(".")}
+    package = Path(osdface.__file__).resolve().parent
+    checked, missing = 0, []
+    for nb_path in sorted(out.glob("*.ipynb")):
+        for path in sorted(named_paths(load(nb_path))):
+            rel = path.removeprefix("./")
+            first = rel.split("/")[0]
+            if "TEACHING" in rel or first in ("solutions", "notebooks"):
+                missing.append(f"{nb_path.name}: {path} (a teacher's file)")
+                continue
+            if first not in repo_entries:
+                continue  # not the repository's: an output the notebook makes (runs/…), a Hub id, a formula
+            checked += 1
+            if first == "osdface":
+                found = (package.parent / rel).exists()
+            else:
+                found = (out / rel).exists()
+            if not found:
+                missing.append(f"{nb_path.name}: {path}")
+    assert checked >= 10  # the rule is exercised: examples/, docs/, scripts/, benchmarks/, osdface/ are named
+    assert not missing, missing
+
+
+def test_teaching_guide_figures_come_from_the_timing_script():
+    """TEACHING.md's run-time table is what benchmarks/notebook_times.py renders from its results file, for every
+    notebook; the guide's counts match the course."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_times", REPO / "benchmarks" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    results = json.loads(times.RESULTS.read_text(encoding="utf-8"))
+    assert sorted(results["notebooks"]) == [p.stem for p in SOLUTIONS]
+    assert all(r["status"] == "ok" and r["seconds"] > 0 for r in results["notebooks"].values())
+    guide = (NOTEBOOKS / "TEACHING.md").read_text(encoding="utf-8")
+    assert times.render(results) in guide, "run: python benchmarks/notebook_times.py --render-only"
+    words = {6: "Six", 7: "Seven", 8: "Eight", 9: "Nine", 10: "Ten"}
+    assert f"{words[len(SOLUTIONS)]} notebooks" in guide
+    assert not any(f"{w} notebooks" in guide for n, w in words.items() if n != len(SOLUTIONS))
+    n_exercises = sum(len(tagged(load(p), "check")) for p in SOLUTIONS)
+    assert f"{n_exercises} exercises in 01–08" in guide

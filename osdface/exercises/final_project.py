@@ -27,18 +27,40 @@ GAN_HINTS = Hints(
              "scaled by a factor growing in equal steps: 1/ramp at step gan_start itself (it must already count), "
              "2/ramp one step later, … and 1 from step gan_start + ramp − 1 on; ramp 0 means no ramp. The ramp "
              "counts all steps, not only the ones that run the GAN."),
-    code=("if step < start or step % every: return 0.0; w = weight * every; return w if ramp <= 0 else "
-          "w * min(1.0, (step - start + 1) / ramp)"))
+    step=("if step < start or ___: return 0.0; w = weight * ___; without a ramp return w; otherwise scale w by "
+          "a factor min(1.0, ___ / ramp) that counts the steps since start (the first one included)."),
+    solution=("if step < start or step % every: return 0.0; w = weight * every; return w if ramp <= 0 else "
+              "w * min(1.0, (step - start + 1) / ramp)"))
 HF_HINTS = Hints(
     concept=("per image: turn RGB into BT.601 luma (Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1]), "
              "filter it with the 3×3 Laplacian (0 1 0 / 1 −4 1 / 0 1 0) only where the whole window fits inside "
              "the image (no padding: a padded border invents edges), square the responses and average them: that "
              "is the high-frequency energy. The statistic is the prediction's energy divided by the ground truth's, "
              "one value per image (1: as sharp as the ground truth)."),
-    code=("w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1); "
+    step=("w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1); "
           "k = torch.tensor([[0., 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64).view(1, 1, 3, 3); "
-          "energy = lambda x: F.conv2d(16 + (x.double() * w).sum(1, keepdim=True), k).square().flatten(1).mean(1); "
-          "return energy(pred) / energy(gt)"))
+          "def energy(x): y = 16 + (x.double() * w).sum(1, keepdim=True); lap = F.conv2d(y, k, padding=___); "
+          "return the mean of ___ per image; then the ratio of the two energies (which one on top?)."),
+    solution=("w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1); "
+              "k = torch.tensor([[0., 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64).view(1, 1, 3, 3); "
+              "energy = lambda x: F.conv2d(16 + (x.double() * w).sum(1, keepdim=True), k).square().flatten(1)"
+              ".mean(1); return energy(pred) / energy(gt)"))
+
+
+def _gan_ref():
+    from ..training.generator_trainer import LossTerm
+
+    return (LossTerm.weight_at,)
+
+
+def _hf_ref():
+    from ..eval.sharpness import hf_ratio
+
+    return (hf_ratio,)
+
+
+#: the library functions each exercise grades against (an answer must not call them)
+REFERENCES = {"gan_weight_at": _gan_ref, "hf_ratio": _hf_ref}
 
 
 # ------------------------------------------------------------------------------------------------ λ_G schedule
@@ -68,29 +90,29 @@ def diagnose_gan(got, case: Case) -> str | None:
     got, expected = float(got), float(case.expected)
     ramp_factor = 1.0 if ramp <= 0 else min(1.0, (step - start + 1) / ramp)
     if step < start and got != 0:
-        return f"step {step} comes before gan_start = {start}: the GAN is not on yet (weight 0)."
+        return f"step {step} comes before gan_start = {start}: look at your first rule (is the GAN on yet?)."
     if step >= start and step % every and got != 0:
-        return (f"step {step} is not a multiple of every = {every}: the GAN terms are skipped on that step "
-                "(weight 0).")
+        return (f"step {step} is not a multiple of every = {every}: look at what happens on a step that skips the "
+                "GAN terms.")
     if expected and abs(got - expected / every) < 1e-12 and every > 1:
-        return ("the weight of a step that runs the GAN is weight × every: the skipped steps' share comes back "
-                "there, so that the average over every steps is weight.")
+        return ("the weight of a step that runs the GAN is too small: look at where the skipped steps' share goes "
+                "(the average over every steps must stay weight).")
     if expected and ramp > 0 and abs(got - weight * every * max(0.0, min(1.0, (step - start) / ramp))) < 1e-12:
-        return ("off by one step in the ramp: step gan_start already gets 1/ramp of the weight (0 would waste it), "
-                "and the full weight is reached at step gan_start + ramp − 1.")
+        return ("off by one step in the ramp: look at the factor of step gan_start itself (it must already "
+                "count).")
     if expected and ramp > 0 and abs(got - weight * every * min(1.0, (step + 1) / ramp)) < 1e-12:
-        return "the ramp starts at gan_start, not at step 0: count the steps since gan_start."
+        return "the ramp counts from the wrong step: look at where your ramp factor starts counting."
     if step >= start and not step % every and got == 0 and expected:
-        return f"step {step} runs the GAN (from gan_start on, a multiple of every): its weight is not 0."
+        return f"step {step} runs the GAN (from gan_start on, a multiple of every): look at why you return 0 there."
     if expected and abs(got - expected / ramp_factor) < 1e-12 and ramp_factor < 1:
-        return f"step {step} is inside the ramp: the weight is still rising ({ramp_factor:.3g} of its full value)."
+        return f"step {step} is inside the ramp: look at whether your ramp factor is applied."
     return None
 
 
 def check_gan_weight_at(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(step, weight, start, ramp, every)`` against the trainer's :class:`LossTerm` rule (14 cases)."""
     return grade("gan_weight_at", fn, gan_cases(), GAN_HINTS, hint_level=hint_level, quiet=quiet,
-                 diagnose=diagnose_gan, rtol=1e-9, atol=1e-12)
+                 diagnose=diagnose_gan, references=_gan_ref(), rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ HF-ratio
@@ -160,31 +182,30 @@ def diagnose_hf(got, case: Case) -> str | None:
     except (TypeError, ValueError):
         return None
     if values.numel() == 1 and expected.numel() > 1:
-        return "one value per image: the energies are averaged over each image's pixels, not over the whole batch."
+        return "one value for the whole batch: look at the axes you average the energies over."
     if values.shape != expected.shape:
-        return f"one value per image, in a tensor of shape (N,) = {tuple(expected.shape)} (even for one image)."
+        return f"the result's shape is not (N,) = {tuple(expected.shape)}: look at how each image's energy is reduced."
     if close(values, 1 / expected):
-        return "the ratio is upside down: the prediction's energy divided by the ground truth's (below 1 = smoother)."
+        return "the ratio is upside down: look at which energy is on top (below 1 should mean smoother)."
     for pad, offset in (("zeros", 16.0), ("zeros", 0.0)):
         if close(values, _energy(pred, pad=pad, offset=offset) / _energy(gt, pad=pad, offset=offset)):
-            return ("the Laplacian ran over a zero-padded border: the jump from the image to the zeros counts as an "
-                    "edge. Use only the positions where the whole 3×3 window lies inside the image (no padding).")
+            return ("the Laplacian ran over a zero-padded border, where the jump to the zeros counts as an edge: "
+                    "look at how your filter treats the border.")
     if close(values, _energy(pred, pad="replicate") / _energy(gt, pad="replicate")):
-        return ("a padded border (replicate): the statistic uses only the positions where the whole 3×3 window lies "
-                "inside the image (no padding), so the output is two pixels smaller in each direction.")
+        return ("a padded border (repeated edge pixels): look at how your filter treats the border (which positions "
+                "count?).")
     if close(values, _energy(pred, gray="mean") / _energy(gt, gray="mean")):
-        return ("the plain mean of R, G and B: the statistic is computed on the BT.601 luma (weights 65.481, 128.553, "
-                "24.966).")
+        return "the plain mean of R, G and B: look at how you turn the colour image into one channel."
     if close(values, _energy(pred, gray="rgb") / _energy(gt, gray="rgb")):
-        return "the Laplacian on each colour channel: the statistic uses one channel, the BT.601 luma."
+        return "the Laplacian on each colour channel: look at which channel(s) the statistic is computed on."
     if close(values, _energy(pred, stat="abs") / _energy(gt, stat="abs")):
-        return "the mean absolute response: the energy is the mean of the squared Laplacian responses."
+        return "the mean absolute response: look at how you turn the responses into an energy."
     if close(values, expected.sqrt()):
-        return "the square root of the ratio (an RMS ratio): the energy is the mean square itself, with no root."
+        return "the square root of the expected ratio (an RMS ratio): look at the last step of your energy."
     return None
 
 
 def check_hf_ratio(fn, *, hint_level: int | None = None, quiet: bool = False):
     """Grade ``fn(pred, gt)`` against :func:`osdface.eval.sharpness.hf_ratio` (4 seeded cases, float64)."""
     return grade("hf_ratio", fn, hf_cases(), HF_HINTS, hint_level=hint_level, quiet=quiet, diagnose=diagnose_hf,
-                 rtol=1e-7, atol=1e-9)
+                 references=_hf_ref(), rtol=1e-7, atol=1e-9)
