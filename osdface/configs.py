@@ -54,7 +54,7 @@ SD21_VRE = dict(  # the release's VRE (official_checkpoint_layout.json)
 # residual conv decoder trained in stage 2. A from-scratch convolutional AutoencoderKL of nano size reached only
 # 21–23 dB after 20 CPU minutes; the PCA code reconstructs the validation faces at ≈ 44 dB. The UNet has 3 levels,
 # (cross-)attention only at 32×32, and GroupNorm groups of 4 channels (with 1 channel per group a norm layer removes
-# each channel's per-image mean, i.e. brightness and colour). Timings: benchmarks/speed.py, the README's table.
+# each channel's per-image mean, i.e. brightness and colour). Timings: benchmarks/speed.py.
 NANO_UNET = dict(
     sample_size=128, in_channels=16, out_channels=16, layers_per_block=1, block_out_channels=(32, 64, 128),
     down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),

@@ -128,7 +128,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="metrics to compute (any case, comma- or space-separated; default: all that apply). "
                         f"Names: {' '.join(METRICS)}; 'fid' = both FIDs")
     p.add_argument("--weights-dir", default=None,
-                   help="folder of metric weights (see README 'Evaluation' for the file names and sources)")
+                   help="folder of metric weights (docs/evaluation.md lists the file names and sources)")
     p.add_argument("--fid-ref", default=None,
                    help="reference Inception statistics for FID(ref) (.npz mu/sigma; the paper: FFHQ)")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="osdface", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="OSDFace: one-step diffusion face restoration (Wang et al., CVPR 2025).",
-        epilog="Run `osdface COMMAND --help` for a command's options. Docs: README.md, docs/ARCHITECTURE.md.")
+        epilog="Run `osdface COMMAND --help` for a command's options. Docs: docs/getting-started.md, docs/ARCHITECTURE.md.")
     parser.add_argument("--version", action="version", version=f"osdface {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:

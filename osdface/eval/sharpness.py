@@ -10,7 +10,7 @@ position within the tile averaged over the whole image, minus the overall mean).
 position within an 8-px tile, so the figure is small (0.2–0.3 on the 512² faces here, a trace of their JPEG
 history); a pattern locked to a latent grid of period 1, 2, 4 or 8 px (the patches of nano's PatchVAE, the 8× VAE
 of SD, transposed convolutions) raises it. It is what showed that training nano's PatchVAE decoder against the
-identity loss had taught it a faint 4-px pattern (README, training section).
+identity loss had taught it a faint 4-px pattern (docs/training.md).
 """
 
 from __future__ import annotations

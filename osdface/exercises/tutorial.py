@@ -142,7 +142,7 @@ def _short_need(message: str, limit: int = 110) -> str:
 def report_markdown(report, paper=None) -> str:
     """An evaluation report, compactly: the measured rows with only the columns that have a value, the paper's rows
     (``paper``: :func:`osdface.eval.report.paper_rows`) with theirs, and one folded line per metric that could not
-    run (what it needs; ``osdface eval --help`` and the README have the downloads)."""
+    run (what it needs; ``osdface eval --help`` and docs/evaluation.md have the downloads)."""
     from ..eval.report import EvalReport, ordered_columns, to_markdown
 
     cols = ordered_columns(report.metrics, report.has_gt)

@@ -256,7 +256,7 @@ class RetinaFaceDetector(FaceDetector):
 
 # ------------------------------------------------------------------------------------------------------ choose
 #: name → (module, class), best first: ``auto`` takes the first that can be built here without a download
-#: (the README's detector table has the measurements behind this order)
+#: (benchmarks/detectors.py measures this order; docs/benchmarks/detectors.md)
 DETECTORS: dict[str, tuple[str, str]] = {
     "retinaface": ("osdface.faces.detection", "RetinaFaceDetector"),
     "centerface": ("osdface.faces.centerface", "CenterFaceDetector"),

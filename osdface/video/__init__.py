@@ -13,8 +13,8 @@ Names are imported lazily (PyAV loads only when a video is touched).
 
 import importlib
 
-# defaults shared by the library and the command line (kept here so that the parser imports nothing heavy); the
-# README's video section has the measurements behind them
+# defaults shared by the library and the command line (kept here so that the parser imports nothing heavy);
+# benchmarks/video_flicker.py and benchmarks/video_speed.py measure them
 #: frames between full-frame detections; optical flow carries the tracks in between
 DEFAULT_DETECT_EVERY = 5
 #: landmark smoothing methods (osdface.video.smoothing) and the default

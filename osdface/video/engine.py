@@ -44,7 +44,7 @@ from .tracking import FaceTracker
 __all__ = ["VideoSummary", "TemporalBlend", "restore_video_file", "savgol_half", "DEFAULT_QUEUE_FRAMES"]
 
 DEFAULT_QUEUE_FRAMES = 4
-#: Savitzky–Golay's half window in seconds (6 frames at 25 fps; see the README's video table)
+#: Savitzky–Golay's half window in seconds (6 frames at 25 fps; benchmarks/video_flicker.py measures it)
 SAVGOL_HALF_SECONDS = 0.24
 
 

@@ -16,7 +16,7 @@ or the face left), after which its last frames are final without waiting.
 * ``none``: the raw landmarks.
 
 Which and why: ``benchmarks/video_flicker.py`` measures the landmark error frame to frame against the known motion
-of generated clips; the README's video section has the table behind the default (:data:`DEFAULT_SMOOTHING`).
+of generated clips; its table is the measurement behind the default (:data:`DEFAULT_SMOOTHING`).
 """
 
 from __future__ import annotations
