@@ -437,7 +437,8 @@ class DemoRestorer:
         if result.mode == "photo":
             size_part += f" (rescaled ×{req.upscale:g}, Lanczos background)" if req.upscale != 1 else " (not rescaled)"
         parts = [result.reason,
-                 (f"{len(faces)} face(s) found, {n_faces} restored" if faces is not None else "1 face restored"),
+                 (f"{len(faces)} face(s) found by {self.detector_label()}, {n_faces} restored" if faces is not None
+                  else "1 face restored"),
                  size_part,
                  f"colour fix: {req.color_fix}",
                  f"fidelity {req.fidelity:g}" + (" (the restored face, as the paper)" if req.fidelity == 1 else
