@@ -301,6 +301,13 @@ def test_progress_counts_frames_and_faces(restorer, clip):
     assert n >= 4 and faces == [f"restoring face {k} of {n}" for k in range(1, n + 1)], photo.descs
 
 
+def test_an_animation_says_only_its_first_frame_is_restored(restorer, tmp_path):
+    face = Image.open(FACE).convert("RGB").resize((128, 128))
+    face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.rotate(15)], duration=100)
+    assert "only the first frame was restored" in restorer.restore(str(tmp_path / "anim.gif")).info
+    assert "frame" not in restorer.restore(str(FACE)).info
+
+
 def test_video_uploads_are_refused_in_one_line(restorer, bad_files):
     with pytest.raises(DemoInputError, match="notes.txt: not a video"):
         restorer.restore_video(bad_files["text"])

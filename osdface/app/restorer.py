@@ -429,6 +429,8 @@ class DemoRestorer:
             if not faces:
                 notes.append("no face found: the photo is returned" + (" enlarged only" if req.upscale != 1 else
                                                                          " unchanged"))
+        if req.rgb.info.get("frames", 1) > 1:
+            notes.append(f"an animation of {req.rgb.info['frames']} frames: only the first frame was restored")
         n_faces = len(result.faces)
         per_face = run_s / n_faces if n_faces else None
         png = self._save(result.image, req.name)
