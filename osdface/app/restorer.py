@@ -31,14 +31,13 @@ from ..faces.color import COLOR_FIX_METHODS
 from ..faces.detection import FaceDetector, get_detector
 from ..restore import MODES, choose_mode, is_square, load_pipeline, restore_image, restore_many
 from ..weights import BUNDLED_NANO, MissingWeightsError, default_model
-from .launch import DEFAULT_MAX_PIXELS, DTYPES
+from .defaults import DEFAULT_MAX_PIXELS, DTYPES, LATENT_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 logger = logging.getLogger("osdface.app")
 
-LATENT_MODES = ("mode", "sample")
 #: the whole-photo rescale factor the demo accepts (any value in between, e.g. 1.5)
 UPSCALE_RANGE = (1.0, 4.0)
 UPSCALES = (1, 2, 3, 4)  # the whole factors (kept for callers that list choices)
@@ -66,6 +65,43 @@ VIDEO_MAX_PIXELS = 1920 * 1088
 
 __all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "DemoVideoResult", "VIDEO_SECONDS", "choose_mode", "default_model",
            "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "UPSCALE_RANGE", "DEFAULT_MAX_PIXELS"]
+
+
+def reporter(progress):
+    """``progress(fraction, desc=...)`` as a callable, a no-op when None. (Not ``progress or fallback``: a
+    ``gr.Progress`` defines ``__len__`` and is falsy, so the fallback would always win.)"""
+    if progress is None:
+        return lambda *a, **k: None
+    return progress
+
+
+class _FaceCounter:
+    """The pipeline, called on ``batch_size`` crops at a time with a "face k of n" report before each call, so that
+    the page counts faces while a whole photo is restored. The same batches as the pipeline's own loop, so the
+    results (and a seeded sampled latent) are the same as one call's."""
+
+    def __init__(self, pipe, report, start: float, end: float):
+        self._pipe, self._report, self._span = pipe, report, (start, end)
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def __call__(self, images, *, output_type: str = "pil", batch_size: int = 4, progress: bool = False, **kwargs):
+        images = list(images)
+        n, (start, end) = len(images), self._span
+        outs = []
+        for i in range(0, n, batch_size):
+            last = min(i + batch_size, n)
+            which = f"face {last} of {n}" if last == i + 1 else f"faces {i + 1}–{last} of {n}"
+            self._report(start + (end - start) * i / max(n, 1), desc=f"restoring {which}")
+            outs.append(self._pipe(images[i:last], output_type=output_type, batch_size=batch_size, **kwargs))
+        if output_type == "pil":
+            return [img for out in outs for img in out]
+        if output_type == "pt":
+            import torch
+
+            return torch.cat(outs)
+        return np.concatenate(outs)
 
 
 class DemoInputError(ValueError):
@@ -308,7 +344,7 @@ class DemoRestorer:
                 fidelity: float = 1.0, only_center_face: bool = False, model: str | None = None,
                 dtype: str | None = None, latent_mode: str = "mode", seed: int = 114, progress=None) -> DemoResult:
         """Restore an upload. ``progress(fraction, desc)`` is called between steps when given."""
-        report = progress or (lambda *a, **k: None)
+        report = reporter(progress)
         report(0.0, desc="checking the image")
         req = self.request(image, mode=mode, upscale=upscale, color_fix_method=color_fix_method, fidelity=fidelity,
                            only_center_face=only_center_face, model=model, dtype=dtype, latent_mode=latent_mode,
@@ -318,8 +354,9 @@ class DemoRestorer:
     def restore_batch(self, requests: list[DemoRequest], progress=None) -> list[DemoResult]:
         """Restore checked requests; those that share a model, dtype and latent setting (:meth:`DemoRequest.group`)
         go through the model together, all their faces in one call (a GPU's batch). One request alone takes
-        :func:`~osdface.restore.restore_image`'s path."""
-        report = progress or (lambda *a, **k: None)
+        :func:`~osdface.restore.restore_image`'s path, with a "face k of n" report per model call (one face per
+        call on a CPU, where batching saves nothing)."""
+        report = reporter(progress)
         t_start = time.perf_counter()
         detected: list[list | None] = []
         detect_s: list[float] = []
@@ -352,10 +389,11 @@ class DemoRestorer:
             t0 = time.perf_counter()
             if len(members) == 1:
                 req = requests[members[0]]
-                out = [restore_image(pipe, req.rgb, mode=req.mode, faces=detected[members[0]], upscale=req.upscale,
-                                     only_center_face=req.only_center_face, color_fix=req.color_fix,
-                                     fidelity=req.fidelity, latent_mode=latent_mode, generator=generator,
-                                     progress=progress is not None)]
+                counted = _FaceCounter(pipe, report, 0.3, 0.85) if progress is not None else pipe
+                out = [restore_image(counted, req.rgb, mode=req.mode, faces=detected[members[0]],
+                                     upscale=req.upscale, only_center_face=req.only_center_face,
+                                     color_fix=req.color_fix, fidelity=req.fidelity, latent_mode=latent_mode,
+                                     generator=generator, batch_size=1 if pipe.device.type == "cpu" else 4)]
             else:
                 out = restore_many(pipe, [dict(image=requests[i].rgb, mode=requests[i].mode, faces=detected[i],
                                                upscale=requests[i].upscale, color_fix=requests[i].color_fix,
@@ -391,6 +429,8 @@ class DemoRestorer:
             if not faces:
                 notes.append("no face found: the photo is returned" + (" enlarged only" if req.upscale != 1 else
                                                                          " unchanged"))
+        if req.rgb.info.get("frames", 1) > 1:
+            notes.append(f"an animation of {req.rgb.info['frames']} frames: only the first frame was restored")
         n_faces = len(result.faces)
         per_face = run_s / n_faces if n_faces else None
         png = self._save(result.image, req.name)
@@ -399,7 +439,8 @@ class DemoRestorer:
         if result.mode == "photo":
             size_part += f" (rescaled ×{req.upscale:g}, Lanczos background)" if req.upscale != 1 else " (not rescaled)"
         parts = [result.reason,
-                 (f"{len(faces)} face(s) found, {n_faces} restored" if faces is not None else "1 face restored"),
+                 (f"{len(faces)} face(s) found by {self.detector_label()}, {n_faces} restored" if faces is not None
+                  else "1 face restored"),
                  size_part,
                  f"colour fix: {req.color_fix}",
                  f"fidelity {req.fidelity:g}" + (" (the restored face, as the paper)" if req.fidelity == 1 else
@@ -441,12 +482,14 @@ class DemoRestorer:
             raise DemoInputError(f"colour fix {color_fix_method!r}: use one of {', '.join(COLOR_FIX_METHODS)}")
         limit = VIDEO_SECONDS if max_seconds is None else float(max_seconds)
         pipe = self.pipeline(model, dtype)
-        report = progress or (lambda *a, **k: None)
+        report = reporter(progress)
         report(0.0, desc="decoding")
 
         def frames_done(done, total):
             if total:
                 report(min(1.0, done / total), desc=f"frame {done} of {total}")
+            else:
+                report(None, desc=f"frame {done}")
 
         self._prune()
         folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.output_dir))

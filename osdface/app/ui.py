@@ -35,20 +35,19 @@ from pathlib import Path
 import gradio as gr
 
 from ..faces.color import COLOR_FIX_METHODS
-from .restorer import (DTYPES, LATENT_MODES, MODES, UPSCALE_RANGE, VIDEO_SECONDS, DemoInputError,
-                       DemoRestorer)
+from .defaults import DTYPES, LATENT_MODES
+from .restorer import MODES, UPSCALE_RANGE, VIDEO_SECONDS, DemoInputError, DemoRestorer
 
 logger = logging.getLogger("osdface.app")
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 #: examples shipped with the repository and the Space (public domain or generated from it; see examples/README.md)
+#: one of each kind (the aligned crops differ only in their damage and look alike as thumbnails: one is shown)
 EXAMPLE_FILES = {
     "group_photo.jpg": "group photo (generated)",
     "old_photo_gray.jpg": "old greyscale print",
-    "tiny_face.png": "tiny face (64 px)",
-    "compressed_face.jpg": "heavy JPEG",
     "astronaut_photo_lq.jpg": "blurry photo",
-    "astronaut_face_lq.png": "aligned face crop",
+    "compressed_face.jpg": "face crop with heavy JPEG",
 }
 MODE_LABELS = {"auto": "Auto-detect", "aligned": "Aligned face crop", "photo": "Whole photo"}
 GPU_SECONDS = int(os.environ.get("OSDFACE_GPU_SECONDS", "60"))
@@ -68,7 +67,18 @@ CSS = """
 #result-slider .slider-wrap::before { content: "Input"; left: 10px; }
 #result-slider .slider-wrap::after { content: "Restored"; right: 10px; }
 #result-faces .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }
-#model-note p { margin: 0.25em 0; }
+#model-note p, #model-summary p { margin: 0.25em 0; }
+#model-summary h2 { margin-bottom: 0.2em; }
+/* face thumbnails: the caption under the picture, not over the chin */
+#result-faces .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#result-faces .thumbnail-item img { aspect-ratio: 1 / 1; height: auto; width: 100%; object-fit: contain; }
+#result-faces .caption-label { position: static; max-width: 100%; border: none; border-radius: 0;
+  text-align: center; padding: 2px 4px; }
+/* a phone: the upload and the Restore button in the first screen */
+@media (max-width: 640px) {
+  #input-image { height: 260px !important; }
+  #input-image .image-container, #input-image .upload-container { max-height: 230px; }
+}
 """
 
 
@@ -126,8 +136,18 @@ def example_labels() -> list[str]:
     return [label for name, label in EXAMPLE_FILES.items() if (EXAMPLES_DIR / name).is_file()]
 
 
+def model_summary(restorer: DemoRestorer) -> str:
+    """One line under the title (Markdown): which model runs and what finds the faces; the rest folds away
+    (:func:`model_note`), so that on a phone the upload and the Restore button stay in the first screen."""
+    name = restorer.model_label(restorer.default_model)
+    where = "a GPU" if restorer.device.type == "cuda" else restorer.device.type.upper()
+    quality = (" — a small demonstration model, **far from the paper's quality**" if restorer.is_small_model()
+               else "")
+    return f"**Model: {name}**{quality}. On {where}; faces found by {restorer.detector_label()}."
+
+
 def model_note(restorer: DemoRestorer) -> str:
-    """The header's plain-words description of what runs (Markdown)."""
+    """The plain-words description of what runs (Markdown), in the fold-out under the title."""
     pipe = restorer.pipeline()
     name = restorer.model_label(restorer.default_model)
     how = (f"[how to get it]({README_URL})" if README_URL else "how to get it: the osdface README, section "
@@ -277,23 +297,25 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
 
     with gr.Blocks(title="OSDFace: one-step diffusion face restoration", analytics_enabled=False,
                    delete_cache=(1800, 3600)) as demo:
-        gr.Markdown(
-            "## OSDFace — one-step diffusion face restoration\n"
-            "Restores damaged faces (blur, noise, compression, low resolution) with one pass of a diffusion network: "
-            "an open implementation of *OSDFace* (Wang et al., CVPR 2025, "
-            "[arXiv:2411.17163](https://arxiv.org/abs/2411.17163)). Upload a whole photo (every face is found, "
-            "restored and put back) or a face crop.")
-        gr.Markdown(model_note(restorer), elem_id="model-note")
-        if restorer.is_small_model():
-            with gr.Accordion("How to run the paper's model", open=False, elem_id="full-model"):
-                gr.Markdown(FULL_MODEL_HELP)
+        gr.Markdown("## OSDFace — one-step diffusion face restoration\n" + model_summary(restorer),
+                    elem_id="model-summary")
+        with gr.Accordion("About OSDFace and this model", open=False, elem_id="about"):
+            gr.Markdown(
+                "Restores damaged faces (blur, noise, compression, low resolution) with one pass of a diffusion "
+                "network: an open implementation of *OSDFace* (Wang et al., CVPR 2025, "
+                "[arXiv:2411.17163](https://arxiv.org/abs/2411.17163)). Upload a whole photo (every face is found, "
+                "restored and put back) or a face crop.")
+            gr.Markdown(model_note(restorer), elem_id="model-note")
+            if restorer.is_small_model():
+                with gr.Accordion("How to run the paper's model", open=False, elem_id="full-model"):
+                    gr.Markdown(FULL_MODEL_HELP)
         with gr.Tab("Photo or face crop", elem_id="photo-tab"):
             with gr.Row():
                 with gr.Column():
                     image = UploadImage(type="filepath", label="Photo or face crop",
-                                        sources=["upload", "clipboard", "webcam"], height=400, elem_id="input-image")
+                                        sources=["upload", "clipboard", "webcam"], height=340, elem_id="input-image")
                     run = gr.Button("Restore", variant="primary", elem_id="restore-button")
-                    gr.Examples(example_paths(), inputs=[image], cache_examples=False, examples_per_page=6,
+                    gr.Examples(example_paths(), inputs=[image], cache_examples=False, examples_per_page=4,
                                 label="Examples: " + ", ".join(example_labels()) + " (public domain or generated "
                                       "from it: examples/README.md)")
                     with gr.Row():
@@ -309,15 +331,22 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                     with gr.Row():
                         color_fix = gr.Dropdown(list(COLOR_FIX_METHODS), value="none", label="Colour fix",
                                                 info="pull the restored colours toward the input's")
-                        only_center = gr.Checkbox(False, label="Only the centre face")
+                        only_center = gr.Checkbox(False, label="Only the centre face",
+                                                  info="whole photos: restore only the face nearest the middle "
+                                                       "of the picture; the other faces are left as they are")
                     with gr.Accordion("Advanced", open=False):
                         model = gr.Dropdown([(restorer.model_label(m), m) for m in restorer.models],
                                             value=restorer.default_model, label="Model",
                                             allow_custom_value=restorer.allow_custom_models,
                                             info="a model folder or Hub id" if restorer.allow_custom_models else None)
-                        dtype = gr.Dropdown(list(DTYPES), value="auto", label="dtype (fp16 needs a GPU)")
-                        latent_mode = gr.Radio(list(LATENT_MODES), value="mode",
-                                               label="VAE latent: mode (deterministic) or sample (as the authors' code)")
+                        dtype = gr.Dropdown(list(DTYPES), value="auto", label="Number precision (dtype)",
+                                            info="auto: fp16 on a GPU, fp32 on a CPU. fp16 and bf16 halve the "
+                                                 "memory and are faster on a GPU (fp16 needs one); fp32 is the "
+                                                 "reference")
+                        latent_mode = gr.Radio(list(LATENT_MODES), value="mode", label="VAE latent",
+                                               info="mode: the encoder's mean, the same result every time. "
+                                                    "sample: a random draw around it, as the authors' code "
+                                                    "does (the result changes with the seed)")
                         with gr.Row():
                             seed = gr.Number(114, precision=0, minimum=0, maximum=MAX_SEED,
                                              label="Seed (sampled latent only)", elem_id="seed")

@@ -19,6 +19,7 @@ by default the output keeps the input's size), ``--color_fix none`` (as the OSDF
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--suffix", default="", help="added to every output name")
     r.add_argument("--color_fix", "--color-fix", dest="color_fix", default="none", choices=COLOR_FIX_METHODS,
                    help="colour correction of restored faces toward the input (default none, as the release)")
+    r.add_argument("-w", "--fidelity", type=_fidelity, default=1.0,
+                   help="strength, as the demo's 'fidelity w': 1 = the restored face (default, the paper's "
+                        "setting); lower values blend it with the input (fewer invented details); 0 = the input")
     r.add_argument("--latent-mode", choices=["mode", "sample"], default=None,
                    help="VAE latent: the posterior's mode (default, deterministic) or a sample as the release draws")
     r.add_argument("--seed", type=int, default=114, help="seed for --latent-mode sample (the release uses 114)")
@@ -69,8 +73,9 @@ def add_parsers(sub) -> None:
     g = r.add_argument_group("whole photos (without --has_aligned)")
     g.add_argument("--only_center_face", "--only-center-face", dest="only_center_face", action="store_true",
                    help="restore only the face nearest the photo's centre")
-    g.add_argument("-s", "--upscale", type=positive_int, default=1,
-                   help="enlarge the whole photo this many times (Lanczos background; default 1; CodeFormer's is 2)")
+    g.add_argument("-s", "--upscale", type=_upscale, default=1,
+                   help="enlarge the whole photo this many times, fractions allowed (e.g. 1.5; Lanczos background; "
+                        "default 1; CodeFormer's is 2)")
     g.add_argument("--draw_box", "--draw-box", dest="draw_box", action="store_true",
                    help="outline the detected faces in the final image")
     g.add_argument("--detection_model", "--detection-model", dest="detection_model", default="auto",
@@ -101,6 +106,28 @@ def add_parsers(sub) -> None:
     v.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=None,
                    help="restore only the first S seconds of each video")
     r.set_defaults(func=cmd_restore)
+
+
+def _fidelity(text: str) -> float:
+    """argparse type: a number in [0, 1] (the demo's strength slider)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
+
+
+def _upscale(text: str) -> float | int:
+    """argparse type: a factor >= 1, whole numbers kept as int (output names and sizes as before)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 1.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return int(value) if value.is_integer() else value
 
 
 def cmd_restore(args) -> int:
@@ -142,6 +169,9 @@ def cmd_restore(args) -> int:
         return 2
     if not 0.0 <= args.temporal < 1.0:
         err("--temporal must be in [0, 1)")
+        return 2
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # said before the model loads
+        err(f"the output {args.output} is a file, not a folder; choose a folder (it is created if needed)")
         return 2
 
     from tqdm.auto import tqdm
@@ -193,6 +223,7 @@ def cmd_restore(args) -> int:
         summary = restore_files(pipe, inputs, out, aligned=args.has_aligned, suffix=args.suffix or "",
                                 batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
                                 upscale=args.upscale, only_center_face=args.only_center_face,
+                                fidelity=args.fidelity,
                                 draw_box=args.draw_box, latent_mode=args.latent_mode, generator=generator,
                                 log=lambda line: tqdm.write(who + line, file=sys.stderr), on_done=bar.update,
                                 shard=shard, skip_existing=args.skip_existing)
@@ -242,15 +273,20 @@ def _local_device(name: str, shard) -> str:
 
 def _restore_videos(args, pipe, videos, out, detector, generator, tqdm, shard) -> int:
     """Each video with its own progress bar (frames, frames/s, ETA); returns how many failed."""
-    from ..restore import Manifest, restore_video, video_output_paths
+    from ..restore import Manifest, remove_unfinished, restore_video, video_output_paths
     from ..video.io import VideoInputError
 
     if args.has_aligned:
         print("note: --has_aligned applies to images; videos are restored as whole frames", file=sys.stderr)
     if args.upscale != 1:
         print("note: videos keep their size (--upscale applies to photos)", file=sys.stderr)
+    if args.fidelity != 1:
+        print("note: --fidelity applies to images; video faces are restored fully", file=sys.stderr)
     targets = video_output_paths(videos, out, args.suffix or "")
     manifest = Manifest(out / "manifest.jsonl", shard.rank, lambda line: tqdm.write(line, file=sys.stderr))
+    if shard.world == 1:  # what an interrupted run left (with several processes, another may be writing now)
+        remove_unfinished({f for t in targets.values() for f in (t["final"].parent, t["frames"])},
+                          lambda line: tqdm.write(line, file=sys.stderr))
     failed = 0
     for path in shard.take(videos):
         if args.skip_existing and targets[path]["final"].is_file():  # renamed into place only once complete

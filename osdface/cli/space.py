@@ -12,7 +12,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("deploy-space", help="assemble the demo as a Hugging Face Space and upload it",
                        description="Assemble the demo's Space folder (app.py, the osdface package with the bundled "
                                    "nano model, examples, spaces/README.md and requirements) and upload it.")
-    p.add_argument("--repo-id", required=True, help="the Space, USER/NAME")
+    p.add_argument("--repo-id", default=None, help="the Space, USER/NAME (needed to upload; optional with --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="write the folder and list the files; upload nothing")
     p.add_argument("--out", default=None,
                    help="where to assemble the folder (default: build/space in the checkout for --dry-run, "
@@ -34,7 +34,9 @@ def cmd_deploy_space(args) -> int:
 
     tmp = None
     try:
-        repo_id = check_repo_id(args.repo_id)
+        if args.repo_id is None and not args.dry_run:
+            raise DeployError("--repo-id USER/NAME is needed to upload (or pass --dry-run)")
+        repo_id = check_repo_id(args.repo_id) if args.repo_id is not None else None
         if args.out:
             out = Path(args.out)
         elif args.dry_run:
@@ -52,7 +54,8 @@ def cmd_deploy_space(args) -> int:
     for f in files:
         print(f"  {f}")
     if args.dry_run:
-        print(f"dry run: nothing uploaded; would upload these files to https://huggingface.co/spaces/{repo_id}"
+        where = f"https://huggingface.co/spaces/{repo_id}" if repo_id else "a Space (--repo-id USER/NAME)"
+        print(f"dry run: nothing uploaded; would upload these files to {where}"
               + (f" and set OSDFACE_MODEL={args.model}" if args.model else ""))
         return 0
     try:
