@@ -3,6 +3,10 @@
     python benchmarks/startup.py                              # this checkout
     python benchmarks/startup.py --checkout ../old-checkout   # another checkout of osdface (e.g. before a change)
     osdface export-onnx --model osdface/assets/osdface-nano --out nano-onnx && python benchmarks/startup.py --onnx nano-onnx
+    python benchmarks/startup.py --backend torch --label "torch"  # the torch backend's rows
+
+Figures are added to benchmarks/results/startup.json under ``--label`` with the date, the machine, the versions and
+the load average before and after (timings on a busy machine are noisy: the CPU seconds less so).
 
 Rows: ``import osdface``; ``osdface --help``; ``osdface restore --help``; an argument error; a one-face
 ``osdface restore --has_aligned`` (the bundled model, default dtype) end to end; the marginal time per face (restoring
@@ -54,12 +58,16 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--faces", type=int, default=8, help="faces for the marginal-cost row")
     p.add_argument("--extra", nargs="*", default=[], help="extra options for the restore rows (e.g. --dtype fp32)")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnx"),
+                   help="restore rows with this --backend (default: the command's default, auto)")
     p.add_argument("--label", default=None, help="name of this measurement in the result file (default: the options)")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "startup.json"),
                    help="JSON file the figures are added to (one entry per --label; written atomically)")
     p.add_argument("--onnx", default=None, metavar="DIR",
                    help="time the restore rows on the ONNX backend with this `osdface export-onnx` folder")
     args = p.parse_args(argv)
+    if args.backend:
+        args.extra += ["--backend", args.backend]
     if args.onnx:
         args.extra += ["--backend", "onnx", "--model", str(Path(args.onnx).resolve())]
     root = Path(args.checkout).resolve()
