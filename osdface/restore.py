@@ -144,8 +144,9 @@ def choose_backend(model: str | os.PathLike | None = None, *, device: str = "aut
         return "torch", "ONNX Runtime is not installed"
     if stale_sources(folder):
         return "torch", "the model's ONNX graphs are older than its weights"
-    return "onnx", (f"the model's ONNX graphs on the CPU: {n_images} {'image' if aligned else 'photo'}"
-                    f"{'s' if n_images != 1 else ''} start faster than with torch; --backend torch to change")
+    what = f"{n_images} {'image' if aligned else 'photo'}{'s' if n_images != 1 else ''}"
+    return "onnx", f"the model's ONNX graphs on the CPU, quicker to start than torch for {what}; --backend torch " \
+                   f"to change"
 
 
 def _load_onnx_pipeline(model, *, device, dtype):
