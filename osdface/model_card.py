@@ -34,7 +34,7 @@ restored = pipe(face_crop_512)  # PIL image(s), numpy array(s) or tensors in [0,
 ```
 
 Command line: `osdface restore -i faces/ -o out/ --has_aligned --model {repo_or_folder}`.
-{extra}
+{diffusers}{extra}
 ## Citation
 
 ```bibtex
@@ -48,9 +48,23 @@ Command line: `osdface restore -i faces/ -o out/ --has_aligned --model {repo_or_
 """
 
 
+_DIFFUSERS = """
+With diffusers alone (no `osdface` install; the folder carries `model_index.json` and the model's code):
+
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_or_folder}", trust_remote_code=True)
+restored = pipe(face_crop_512).images  # list of PIL images
+```
+"""
+
+
 def make_model_card(config: OSDFaceConfig, *, unet_stored: str, base_stored: bool, repo_or_folder: str = "PATH",
-                    license_name: str | None = None, license_link: str | None = None) -> ModelCard:
-    """``unet_stored``: "lora" (unet_lora/) or "full" (unet/); ``base_stored``: the folder has vae/ (and unet/)."""
+                    license_name: str | None = None, license_link: str | None = None,
+                    plain_diffusers: bool = False) -> ModelCard:
+    """``unet_stored``: "lora" (unet_lora/) or "full" (unet/); ``base_stored``: the folder has vae/ (and unet/);
+    ``plain_diffusers``: the folder has model_index.json and the code for ``DiffusionPipeline.from_pretrained``."""
     has_base_ref = config.base_model is not None and not base_stored
     data = ModelCardData(
         library_name="osdface",
@@ -76,6 +90,7 @@ def make_model_card(config: OSDFaceConfig, *, unet_stored: str, base_stored: boo
         unet_line="LoRA adapter in `unet_lora/` (PEFT naming)" if unet_stored == "lora" else "full weights in `unet/`",
         timestep=config.timestep, rank=config.lora_rank, alpha=config.lora_alpha,
         repo_or_folder=repo_or_folder,
+        diffusers=_DIFFUSERS.format(repo_or_folder=repo_or_folder) if plain_diffusers else "",
         extra="".join(extra_lines),
     )
     return ModelCard(text)

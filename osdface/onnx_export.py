@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -399,3 +400,92 @@ def check_parity(pipe, folder: str | os.PathLike, images=None, *, batch_size: in
     codes, _ = ort_pipe.prompt_codes(x.float().cpu().numpy())
     return {"images": len(images), "max_abs_diff": float(np.abs(ours - theirs).max()),
             "codes_equal": bool(np.array_equal(tokens.indices.cpu().numpy(), codes))}
+
+
+# ------------------------------------------------------------------------------------- graphs inside a model folder
+def safetensors_index(folder: Path) -> dict[bytes, tuple[str, int, int]]:
+    """sha256 of each tensor's bytes → (file relative to ``folder``, byte offset, length), for every
+    ``*.safetensors`` under ``folder``. A safetensors file is an 8-byte little-endian header length, a JSON header
+    (dtype, shape, ``data_offsets`` relative to the data section), then the raw little-endian tensors: the same
+    bytes an ONNX initializer holds, so a graph can point at them as external data."""
+    index = {}
+    for path in sorted(folder.rglob("*.safetensors")):
+        data = path.read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            start = 8 + n + begin
+            index.setdefault(hashlib.sha256(data[start:8 + n + end]).digest(),
+                             (path.relative_to(folder).as_posix(), start, end - begin))
+    return index
+
+
+def export_into_model_folder(pipe, folder: str | os.PathLike, *, log=None) -> dict:
+    """Export ``pipe``'s four fp32 graphs into its own model ``folder`` (beside ``vre/``, ``unet/``, ...), each
+    initializer whose bytes are a tensor of the folder's safetensors files stored as external data pointing into
+    that file (no second copy of the weights); the others (tensors the exporter made) stay inside the graph.
+    ``osdface_onnx.json`` records the sha256 of every safetensors file the graphs point into, so that stale graphs
+    (weights retrained after the export) are found (:func:`osdface.onnx_pipeline.stale_sources`) and not run.
+    Returns {"embedded_bytes", "external_bytes"}."""
+    import onnx
+    from onnx import TensorProto
+
+    folder = Path(folder)
+    log = log or (lambda line: None)
+    index = safetensors_index(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=folder))
+    embedded = external = 0
+    sources = set()
+    try:
+        export_onnx(pipe, tmp, source=folder.name, log=log)
+        config = json.loads((tmp / ONNX_CONFIG_NAME).read_text())
+        for name, graph in config["graphs"].items():
+            model = onnx.load(str(tmp / graph["file"]))  # weights read in (an export > 2 GB would not fit)
+            transposes = []
+            for init in model.graph.initializer:
+                array = onnx.numpy_helper.to_array(init)
+                raw = array.tobytes()
+                hit = index.get(hashlib.sha256(raw).digest()) if len(raw) >= 64 else None
+                if hit is None and array.ndim == 2 and len(raw) >= 64:
+                    # a Linear weight the exporter stored transposed (MatMul with Wᵀ): read W, transpose in the
+                    # graph (ONNX Runtime folds the constant Transpose once, when the session is built)
+                    hit = index.get(hashlib.sha256(np.ascontiguousarray(array.T).tobytes()).digest())
+                    if hit is not None:
+                        source = f"{init.name}.source"
+                        transposes.append(onnx.helper.make_node("Transpose", [source], [init.name], perm=[1, 0]))
+                        init.name = source
+                        init.dims[:] = list(array.T.shape)
+                if hit is None:
+                    embedded += len(raw)
+                    continue
+                file, offset, length = hit
+                init.ClearField("raw_data")
+                for field in ("float_data", "int32_data", "int64_data", "double_data"):
+                    init.ClearField(field)
+                init.data_location = TensorProto.EXTERNAL
+                del init.external_data[:]
+                for key, value in (("location", file), ("offset", str(offset)), ("length", str(length))):
+                    entry = init.external_data.add()
+                    entry.key, entry.value = key, value
+                external += length
+                sources.add(file)
+            for node in reversed(transposes):
+                model.graph.node.insert(0, node)
+            part = tmp / f"{graph['file']}.part"
+            onnx.save(model, str(part))
+            os.replace(part, tmp / graph["file"])
+            graph["files"] = [graph["file"]]
+            graph["bytes"] = (tmp / graph["file"]).stat().st_size
+            graph["sha256"] = {graph["file"]: _sha256(tmp / graph["file"])}
+        config["external_data"] = {f: _sha256(folder / f) for f in sorted(sources)}
+        for graph in config["graphs"].values():
+            os.replace(tmp / graph["file"], folder / graph["file"])
+        part = folder / f".{ONNX_CONFIG_NAME}.tmp"
+        part.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(part, folder / ONNX_CONFIG_NAME)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"embedded_bytes": embedded, "external_bytes": external}

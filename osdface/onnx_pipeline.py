@@ -39,7 +39,7 @@ PROVIDERS = {  # device name → ONNX Runtime execution provider
 PROVIDER_PREFERENCE = ("cuda", "coreml", "dml", "cpu")  # what device="auto" tries, in order
 _DEVICE_ALIASES = {"mps": "coreml", "directml": "dml"}
 
-__all__ = ["OSDFaceONNXPipeline", "ONNXDevice", "is_onnx_folder", "choose_providers", "import_onnxruntime",
+__all__ = ["OSDFaceONNXPipeline", "ONNXDevice", "is_onnx_folder", "stale_sources", "choose_providers", "import_onnxruntime",
            "resize_align_corners", "ONNX_CONFIG_NAME", "PROVIDERS"]
 
 
@@ -55,6 +55,30 @@ def import_onnxruntime():
 
 def is_onnx_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / ONNX_CONFIG_NAME).is_file()
+
+
+def stale_sources(folder: str | os.PathLike, spec: dict | None = None) -> list[str]:
+    """Files the graphs of ``folder`` read as external data (graphs written into a model folder, pointing into its
+    safetensors files: ``osdface.onnx_export.export_into_model_folder``) that changed since the export: such graphs
+    would read other weights at the recorded offsets. [] when none (or when the graphs hold their own weights)."""
+    import hashlib
+
+    folder = Path(folder)
+    if spec is None:
+        spec = json.loads((folder / ONNX_CONFIG_NAME).read_text())
+    stale = []
+    for name, digest in spec.get("external_data", {}).items():
+        h = hashlib.sha256()
+        try:
+            with open(folder / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+        except OSError:
+            stale.append(name)
+            continue
+        if h.hexdigest() != digest:
+            stale.append(name)
+    return stale
 
 
 class ONNXDevice(str):
@@ -134,6 +158,11 @@ class OSDFaceONNXPipeline:
                                     f"`osdface export-onnx --model MODEL --out {self.folder}`") from None
         if spec.get("format") != FORMAT:
             raise ValueError(f"{path}: not an osdface ONNX description (format {spec.get('format')!r})")
+        stale = stale_sources(self.folder, spec)
+        if stale:
+            raise ValueError(f"{self.folder}: the ONNX graphs are older than {', '.join(stale)} (the weights changed "
+                             f"after the export); export them again (scripts/export_bundled_onnx.py for the bundled "
+                             f"model) or use the torch backend")
         self.spec = spec
         self.config = SimpleNamespace(**{**spec["model"]["config"], "process_size": int(spec["process_size"])})
         self.name = str(self.folder)

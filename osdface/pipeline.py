@@ -316,9 +316,13 @@ class OSDFacePipeline:
             self.unet.save_pretrained(out / "unet")
         if full_base:
             self.vae.save_pretrained(out / "vae")
+        from .remote_code import write_remote_code
+
+        plain_diffusers = write_remote_code(out, config)  # model_index.json + code: DiffusionPipeline loads it too
         kept = getattr(self, "card_license", None) or {}  # a loaded folder's card, for configs without the fields
         card = make_model_card(config, unet_stored="lora" if self.has_lora else "full",
                                base_stored=full_base, repo_or_folder=repo_id or str(out),
+                               plain_diffusers=plain_diffusers,
                                license_name=license_name or config.license_name or kept.get("license_name"),
                                license_link=license_link or config.license_link or kept.get("license_link"))
         card.save(out / "README.md")

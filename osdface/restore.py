@@ -64,8 +64,12 @@ from .faces.color import COLOR_FIX_METHODS
 
 MODES = ("auto", "aligned", "photo")
 BACKENDS = ("torch", "onnx")
+# --backend auto on a CPU: ONNX Runtime starts in ≈ 0.9 s and takes ≈ 0.30 s per extra face, torch (bf16) ≈ 6 s
+# (importing torch and diffusers) and ≈ 0.17 s per face (benchmarks/startup.py; README): ONNX wins below ≈ 40 faces
+AUTO_ONNX_MAX_CROPS = 32
+AUTO_ONNX_MAX_PHOTOS = 4  # a photo may hold several faces
 
-__all__ = ["MODES", "BACKENDS", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
+__all__ = ["MODES", "BACKENDS", "choose_backend", "RestoreResult", "RestoreSummary", "load_pipeline", "choose_mode", "fills_template",
            "restore_aligned", "restore_image", "restore_many", "restore_files", "output_names", "photo_output_paths",
            "is_square", "classify_inputs", "video_output_paths", "restore_video", "VIDEO_SUFFIX", "Shard", "Manifest"]
 
@@ -108,6 +112,41 @@ def load_pipeline(model: str | os.PathLike | None = None, *, device="auto", dtyp
         raise MissingWeightsError(f"cannot load the model {name}: {first_line(err)}") from None
     pipe.name = name
     return pipe
+
+
+def choose_backend(model: str | os.PathLike | None = None, *, device: str = "auto", n_images: int = 0,
+                   aligned: bool = True, n_videos: int = 0, torch_options: tuple = ()) -> tuple[str, str]:
+    """What ``--backend auto`` runs: ``("onnx", why)`` when the model folder carries fresh ONNX graphs (the bundled
+    nano does), the work is a few images on a CPU and no torch-only option is asked for; else ``("torch", why)``.
+    Decided without importing torch (that import is most of a short run's time)."""
+    import importlib.util
+
+    from .weights import default_model
+
+    def gpu_visible() -> bool:  # without importing torch: the NVIDIA driver, or a Mac (MPS)
+        return Path("/proc/driver/nvidia/version").exists() or sys.platform == "darwin"
+
+    if torch_options:
+        return "torch", f"{', '.join(torch_options)} {'is' if len(torch_options) == 1 else 'are'} torch options"
+    if str(device or "auto") not in ("auto", "cpu") or (str(device or "auto") == "auto" and gpu_visible()):
+        return "torch", "a GPU"
+    if n_videos:
+        return "torch", "videos are restored in large batches"
+    limit = AUTO_ONNX_MAX_CROPS if aligned else AUTO_ONNX_MAX_PHOTOS
+    if n_images > limit:
+        return "torch", f"{n_images} {'images' if aligned else 'photos'}: torch's per-face speed pays for its start"
+    folder = Path(default_model(model)).expanduser()
+    from .onnx_pipeline import is_onnx_folder, stale_sources
+
+    if not is_onnx_folder(folder):
+        return "torch", "the model has no ONNX graphs"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "torch", "ONNX Runtime is not installed"
+    if stale_sources(folder):
+        return "torch", "the model's ONNX graphs are older than its weights"
+    what = f"{n_images} {'image' if aligned else 'photo'}{'s' if n_images != 1 else ''}"
+    return "onnx", f"the model's ONNX graphs on the CPU, quicker to start than torch for {what}; --backend torch " \
+                   f"to change"
 
 
 def _load_onnx_pipeline(model, *, device, dtype):

@@ -325,10 +325,13 @@ assert "torch" not in sys.modules
 def test_onnx_backend_errors_are_one_line(tiny_export, tmp_path, capsys):
     from osdface.cli import main
     from osdface.restore import load_pipeline
-    from osdface.weights import BUNDLED_NANO, MissingWeightsError
+    from osdface.weights import MissingWeightsError
 
+    plain = tmp_path / "plain"  # a model folder without graphs (the bundled nano carries its own)
+    plain.mkdir()
+    (plain / "osdface_config.json").write_text("{}")
     with pytest.raises(MissingWeightsError, match="is not an ONNX export .*osdface export-onnx"):
-        load_pipeline(BUNDLED_NANO, backend="onnx")
+        load_pipeline(plain, backend="onnx")
     with pytest.raises(ValueError, match="precision the folder was exported with"):
         load_pipeline(tiny_export, backend="onnx", dtype="bf16")
     with pytest.raises(ValueError, match="unknown backend"):
@@ -337,7 +340,7 @@ def test_onnx_backend_errors_are_one_line(tiny_export, tmp_path, capsys):
     assert main(["restore", "-i", str(tmp_path / "f.png"), "-o", str(tmp_path / "o"), "--has_aligned",
                  "--backend", "onnx", "--latent-mode", "sample", "--model", str(tiny_export)]) == 2
     assert main(["restore", "-i", str(tmp_path / "f.png"), "-o", str(tmp_path / "o"), "--has_aligned",
-                 "--backend", "onnx"]) == 2
+                 "--backend", "onnx", "--model", str(plain)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 2 and "torch backend" in lines[0] and "export-onnx" in lines[1]
 

@@ -46,9 +46,11 @@ def add_parsers(sub) -> None:
     r.add_argument("--model", default=None,
                    help="model folder or Hub id (default: $OSDFACE_MODEL, else the bundled nano model); with "
                         "--backend onnx: a folder written by `osdface export-onnx`")
-    r.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="torch (default), or onnx: an exported folder run by ONNX Runtime (fp32 or the export's "
-                        "fp16 graphs; --device auto/cpu/cuda/mps(CoreML); torch is not needed)")
+    r.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default: ONNX Runtime for a few images on a CPU when the model carries ONNX graphs, "
+                        "as the bundled nano does; else torch), torch, or onnx: an exported folder run by ONNX "
+                        "Runtime (fp32 or the export's fp16 graphs; --device auto/cpu/cuda/mps(CoreML); torch is "
+                        "not needed)")
     r.add_argument("--base-model", "--base_model", dest="base_model", default=None,
                    help="override the model's SD 2.1-base (Hub id or local folder with vae/ unet/ scheduler/)")
     add_device_options(r)
@@ -139,21 +141,30 @@ def cmd_restore(args) -> int:
     except ValueError as e:
         err(str(e))
         return 2
-    onnx = args.backend == "onnx"
-    device = args.device if onnx else pick_device_or_report(_local_device(args.device, shard))
-    if device is None:
-        return 2
     who = f"process {shard.rank} of {shard.world}: " if shard.world > 1 else ""
     if shard.rank > 0:
         args.quiet = True  # one progress bar per launch: rank 0's
 
-    if onnx and args.latent_mode == "sample":
+    if args.backend == "onnx" and args.latent_mode == "sample":
         err("--latent-mode sample needs the torch backend (the ONNX graphs compute the latent's mode)")
         return 2
     try:
         inputs, videos, skipped = classify_inputs(args.input)
     except image_io.ImageInputError as e:
         err(str(e))
+        return 2
+    if args.backend == "auto":
+        from ..restore import choose_backend
+
+        torch_options = tuple(name for name, used in (
+            ("--dtype", args.dtype not in (None, "auto")), ("--latent-mode sample", args.latent_mode == "sample"),
+            ("--base-model", args.base_model is not None), ("several processes", shard.world > 1)) if used)
+        args.backend, why = choose_backend(args.model, device=args.device, n_images=len(inputs),
+                                           aligned=args.has_aligned, n_videos=len(videos), torch_options=torch_options)
+        print(f"backend: {args.backend} ({why})", file=sys.stderr)
+    onnx = args.backend == "onnx"
+    device = args.device if onnx else pick_device_or_report(_local_device(args.device, shard))
+    if device is None:
         return 2
     for p in skipped:
         print(f"skipping {p}: neither an image nor a video", file=sys.stderr)

@@ -13,6 +13,13 @@ Layout (full size, ``ch=64, ch_mult=(1, 2, 2, 2, 4, 8)``, 512² in → 16² out)
     down[i].downsample    zero pad (0, 1, 0, 1) + 3×3 stride-2 conv, every level but the last
     mid.block_1 / mid.attn_1 / mid.block_2
     norm_out, swish, conv_out → z_channels
+
+Numerics (docs/ARCHITECTURE.md §2): the prompt keeps the first 77 distinct nearest codes in order of distance, so
+on near ties the last bit of a feature decides which code is kept. In inference the blocks therefore compute what
+the release computes, op for op: swish as ``x * sigmoid(x)`` (not the fused SiLU kernel), attention as ``q`` scaled
+in place by ``C ** -0.5``, ``matmul(q, kᵀ)``, softmax, ``matmul(·, v)`` on the release's tensor layout, and the
+residual as ``skip + h``. Fused scaled-dot-product attention (less memory, different last bits) is used in training
+mode, where no code is chosen for a prompt, or when asked for with :func:`set_fused_attention`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    # x·sigmoid(x) as two ops, as the release writes it: the fused F.silu kernel can differ in the last bit
+    return x * torch.sigmoid(x)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -43,10 +55,10 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(self.dropout(swish(self.norm2(h))))
         skip = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
-        return skip + h
+        return skip + h  # in this order (skip first), as the release adds them
 
 
 class AttnBlock(nn.Module):
@@ -54,8 +66,12 @@ class AttnBlock(nn.Module):
 
     ``norm2`` exists in the released weights (RestoreFormer uses it for cross-attention in its decoder); in the
     encoder's self-attention it is unused, but it is kept so that the state dict matches key for key.
-    Uses PyTorch's scaled-dot-product attention: scale ``C ** -0.5``, softmax over keys, same numerics.
+
+    Outside training it computes exactly the release's operations (see the module docstring); ``fused=True`` or
+    training mode uses PyTorch's scaled-dot-product attention (same formula, other rounding, less memory).
     """
+
+    fused: bool = False
 
     def __init__(self, channels: int):
         super().__init__()
@@ -69,11 +85,25 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         hn = self.norm1(x)
-        # (B, C, H, W) → (B, 1 head, HW, C)
-        q, k, v = (proj(hn).flatten(2).transpose(1, 2).unsqueeze(1) for proj in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
-        return x + self.proj_out(out)
+        if self.fused or self.training:
+            # (B, C, H, W) → (B, 1 head, HW, C)
+            q, k, v = (proj(hn).flatten(2).transpose(1, 2).unsqueeze(1) for proj in (self.q, self.k, self.v))
+            out = F.scaled_dot_product_attention(q, k, v)
+            out = out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+            return x + self.proj_out(out)
+        return x + self.proj_out(self._exact_attention(self.q(hn), self.k(hn), self.v(hn)))
+
+    @staticmethod
+    def _exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The release's single-head attention, with its views (the strides decide the BLAS path, hence the bits):
+        (B, C, H, W) → (B, C, HW) viewed as (B, head 1, HW, C) for q and v and (B, 1, C, HW) for k."""
+        b, c, h, w = q.shape
+        q, k, v = (t.reshape(b, 1, c, h * w).permute(0, 3, 1, 2).transpose(1, 2) for t in (q, k, v))
+        k = k.transpose(2, 3)
+        q = q.mul_(int(c) ** -0.5)  # in place, a Python-float scale, before the product
+        attn = torch.softmax(torch.matmul(q, k), dim=3)
+        out = attn.matmul(v)  # (B, 1, HW, C)
+        return out.transpose(1, 2).contiguous().view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 class Downsample(nn.Module):
@@ -143,4 +173,12 @@ class VQEncoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+def set_fused_attention(module: nn.Module, fused: bool = True) -> None:
+    """Switch every :class:`AttnBlock` under ``module`` to fused scaled-dot-product attention (``True``: less
+    memory, faster on a GPU, may keep another code on a near tie) or back to the release's exact operations."""
+    for m in module.modules():
+        if isinstance(m, AttnBlock):
+            m.fused = fused
