@@ -41,7 +41,7 @@ HEADER_KEYS = ("title", "emoji", "sdk", "sdk_version", "app_file", "python_versi
 #: opencv-python, and both wheels would write the same cv2 folder; packages.txt gives it libGL.
 SPACE_DIFFERENCES = {
     "drop": ("-e", "pytest", "pytest-timeout", "facexlib", "onnx", "onnxscript", "matplotlib", "ipykernel",
-             "ipywidgets", "nbformat", "nbmake", "lpips", "torch-fidelity", "scipy"),
+             "ipywidgets", "nbformat", "nbmake", "nbconvert", "lpips", "torch-fidelity", "scipy"),
     "replace": {},  # name -> another distribution at the same version (none at present)
 }
 #: Debian packages the Space installs (packages.txt): opencv-python's libGL
