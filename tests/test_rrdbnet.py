@@ -179,3 +179,23 @@ def test_convert_realesrgan_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing.param" in err
     assert main(["convert-realesrgan", "--model", "nope", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_onnx_export_dynamic_size(tmp_path):
+    """A small RRDBNet (the x4plus layout, fewer and thinner blocks) as ONNX: any batch and size, same numbers."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from osdface.onnx_export import REALESRGAN_JSON, export_realesrgan_onnx
+
+    torch.manual_seed(0)
+    net = rr.RRDBNet(num_block=1, num_feat=8, num_grow_ch=4).eval()
+    path = export_realesrgan_onnx(net, tmp_path)
+    meta = json.loads((tmp_path / REALESRGAN_JSON).read_text())
+    assert meta["scale"] == 4 and meta["inputs"]["image"]["shape"][1] == 3
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 10, 14), (3, 3, 7, 9)]:
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            ref = net(x).numpy()
+        got = sess.run(None, {"image": x.numpy()})[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
