@@ -153,17 +153,17 @@ def test_bf16_and_the_photo_hook():
     from PIL import Image
 
     net = rr.load_realesrgan(model="realesr-animevideov3")
-    x = _gradient(16, 24)
-    ref = rr.tiled_upscale(net, x, tile=None)
+    x = _gradient(8, 12)
+    ref = rr.tiled_upscale(net, x, tile=None, overlap=4)
     up = rr.RealESRGANUpsampler(model="realesr-animevideov3", device="cpu", dtype="bf16", tile=None)
     assert next(up.net.parameters()).dtype == torch.bfloat16
-    low = rr.tiled_upscale(up.net, x.bfloat16(), tile=None)
+    low = rr.tiled_upscale(up.net, x.bfloat16(), tile=None, overlap=4)
     assert (low - ref).abs().mean() < 2 / 255
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         rr.RealESRGANUpsampler(net, device="cpu", dtype="fp16")
     img = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
-    fp32 = rr.RealESRGANUpsampler(net, device="cpu", tile=12)
-    for scale, size in ((2, (48, 32)), (3, (72, 48)), (4, (96, 64)), (2.5, (60, 40))):
+    fp32 = rr.RealESRGANUpsampler(net, device="cpu", tile=8, overlap=4)
+    for scale, size in ((2, (24, 16)), (3, (36, 24)), (4, (48, 32)), (2.5, (30, 20)), (1, (12, 8))):
         assert fp32(img, scale).size == size
 
 
@@ -199,3 +199,68 @@ def test_onnx_export_dynamic_size(tmp_path):
         got = sess.run(None, {"image": x.numpy()})[0]
         assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+class _InvertPipe:
+    """A fake restorer that returns each crop's negative, so that pasted faces are easy to find."""
+
+    def __init__(self, size=64):
+        self.config = type("cfg", (), {"process_size": size})()
+
+    def __call__(self, images, output_type="np", batch_size=4, **kw):
+        return np.stack([1.0 - np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+
+
+@needs_wheel
+def test_photo_background_by_realesrgan():
+    """Whole photo x2: the background is the Real-ESRGAN upsampler's output (its x4 area-resized), the face is
+    pasted over it as with Lanczos; the upsampler is built once per setting; names are checked."""
+    from PIL import Image
+
+    from osdface.faces.detection import get_detector
+    from osdface.faces.photo import get_bg_upsampler, lanczos_upsample
+    from osdface.restore import restore_image, restore_many
+
+    photo = Image.open(rr.Path(__file__).resolve().parents[1] / "examples" / "astronaut_photo_lq.jpg")
+    photo = photo.convert("RGB").resize((256, 192), Image.LANCZOS)
+    up = get_bg_upsampler("realesrgan", model="realesr-animevideov3", device="cpu", tile=None)
+    assert get_bg_upsampler("realesrgan", model="realesr-animevideov3", device="cpu", tile=None) is up
+    outputs = []
+
+    def spy(im, scale):
+        outputs.append(up(im, scale))
+        return outputs[-1]
+
+    assert get_bg_upsampler("lanczos") is lanczos_upsample is get_bg_upsampler(None) is get_bg_upsampler("none")
+    with pytest.raises(ValueError, match="background upsampler"):
+        get_bg_upsampler("esrgan")
+    detector = get_detector("dlib")
+    res = restore_image(_InvertPipe(), photo, mode="photo", detector=detector, upscale=2, bg_upsampler=spy)
+    assert res.image.size == (512, 384) and len(res.faces) == 1 and len(outputs) == 1
+    out, bg, lz = (np.asarray(im, dtype=np.int16) for im in (res.image, outputs[0], lanczos_upsample(photo, 2)))
+    x0, y0, x1, y1 = (int(v * 2) for v in res.faces[0]["box"])
+    corner = (slice(0, 40), slice(0, 40))
+    assert np.array_equal(out[corner], bg[corner])  # the background is Real-ESRGAN's, untouched
+    assert np.abs(bg - lz).mean() > 1  # and not Lanczos'
+    centre = out[(y0 + y1) // 2 - 5:(y0 + y1) // 2 + 5, (x0 + x1) // 2 - 5:(x0 + x1) // 2 + 5]
+    assert np.abs(centre - bg[(y0 + y1) // 2 - 5:(y0 + y1) // 2 + 5, (x0 + x1) // 2 - 5:(x0 + x1) // 2 + 5]).mean() > 40
+    many = restore_many(_InvertPipe(), [dict(image=photo, mode="photo", upscale=2, bg_upsampler=spy),
+                                        dict(image=photo, mode="photo", upscale=2)], detector=detector)
+    assert np.array_equal(np.asarray(many[0].image), np.asarray(res.image))
+    assert np.asarray(many[1].image)[corner].tolist() == np.asarray(lanczos_upsample(photo, 2))[corner].tolist()
+
+
+def test_restore_command_background_options(tmp_path, capsys):
+    import argparse
+
+    from osdface.cli import build_parser
+    from osdface.cli.restore import _bg_upsampler
+
+    args = build_parser().parse_args(["restore", "-i", "x.jpg", "-o", "out"])
+    assert (args.bg_upsampler, args.bg_weights, args.bg_tile) == ("lanczos", None, 192)
+    ns = argparse.Namespace(bg_upsampler="realesrgan", bg_weights=str(tmp_path / "nothing"), bg_tile=64, upscale=2)
+    assert _bg_upsampler(ns, "cpu") is False
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "convert-realesrgan" in err
+    assert _bg_upsampler(argparse.Namespace(bg_upsampler="lanczos", upscale=2), "cpu") is None
+    assert "Lanczos x2 (the fastest" in capsys.readouterr().err
