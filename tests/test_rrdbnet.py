@@ -264,3 +264,55 @@ def test_restore_command_background_options(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "convert-realesrgan" in err
     assert _bg_upsampler(argparse.Namespace(bg_upsampler="lanczos", upscale=2), "cpu") is None
     assert "Lanczos x2 (the fastest" in capsys.readouterr().err
+
+
+@needs_wheel
+def test_evaluate_model_reports_realesrgan(tmp_path, tiny_pipe):
+    """evaluate-model's Real-ESRGAN row: run on each image's small degraded input replayed from params.jsonl, x4,
+    resized to the HQ size; a row in the report and a column in the grid (the compact net keeps the test short)."""
+    from PIL import Image
+
+    from osdface.data.degradations import apply_params
+    from osdface.eval.evaluate_model import LQ_ROW, evaluate_model
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((64, 64), Image.BILINEAR).save(
+            faces / f"img{i}.png")
+    weights = rr.convert_realesrgan("realesr-animevideov3", tmp_path / "esr")
+    out = tmp_path / "run"
+    report, paths = evaluate_model("tiny", faces, out, metrics=["psnr"], pipe=tiny_pipe, grid=2,
+                                   degradation={"scale_range": (2.0, 4.0)}, baselines=("realesrgan",),
+                                   realesrgan_weights=weights, log=lambda line: None)
+    assert [m.name for m in report.methods] == ["tiny (tiny)", "Real-ESRGAN (realesr-animevideov3)", LQ_ROW]
+    assert all(m.n_images == 2 for m in report.methods) and "baseline_seconds_per_image" in report.settings
+    line = json.loads((out / "bench" / "params.jsonl").read_text().splitlines()[0])
+    hq = np.asarray(Image.open(out / "bench" / "hq" / "img0.png").convert("RGB"))
+    small = apply_params(hq, {**line, "resize_back": False})
+    assert small.shape[0] < 64
+    up = rr.RealESRGANUpsampler(rr.load_realesrgan(weights), device="cpu")
+    want = np.asarray(Image.fromarray(up.enhance(small)).resize((64, 64), Image.BICUBIC)) if small.shape[0] < 16 \
+        else None
+    got = np.asarray(Image.open(out / "realesrgan" / "img0.png"))
+    assert got.shape == (64, 64, 3)
+    if want is not None:  # x4 of < 16 px is enlarged by bicubic (OpenCV vs PIL: close, not equal)
+        assert np.abs(got.astype(int) - want).mean() < 3
+    else:
+        import cv2
+
+        assert np.array_equal(got, cv2.resize(up.enhance(small), (64, 64), interpolation=cv2.INTER_AREA))
+    grid = Image.open(paths["grid"])
+    assert grid.width > grid.height  # 4 columns (LQ | output | Real-ESRGAN | GT) for 2 rows
+    # `osdface eval --realesrgan` on the same set gives the same row
+    from osdface.cli import main
+
+    rc = main(["eval", "--pred", str(out / "restored"), "--gt", str(out / "bench" / "hq"), "--metrics", "psnr",
+               "--realesrgan", "--realesrgan-weights", str(weights), "--out", str(tmp_path / "rep" / "r.json")])
+    assert rc == 0
+    data = json.loads((tmp_path / "rep" / "r.json").read_text())
+    rows = {m["name"]: m["summary"]["PSNR"] for m in data["methods"]}
+    assert rows["Real-ESRGAN (realesr-animevideov3)"] == pytest.approx(report.methods[1].summary["PSNR"])
+    assert sorted(p.name for p in (tmp_path / "rep" / "realesrgan").iterdir()) == ["img0.png", "img1.png"]
+    assert main(["eval", "--pred", str(out / "restored"), "--metrics", "psnr", "--realesrgan"]) == 2
