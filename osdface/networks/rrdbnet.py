@@ -551,8 +551,14 @@ def tiled_upscale(net: nn.Module, x: torch.Tensor, *, tile: int | None = 192, ov
                 ys, xs = slice(i * th * s, i * th * s + wh), slice(j * tw * s, j * tw * s + ww)
                 acc[:, ys, xs] += res[n] * mask
                 weight[ys, xs] += mask
-    y = acc[None, :, p * s:(p + h) * s, p * s:(p + w) * s] / weight[p * s:(p + h) * s, p * s:(p + w) * s]
-    return to_uint8_hwc(y) if out == "uint8" else y.clamp_(0, 1)
+    acc, weight = acc[:, p * s:(p + h) * s, p * s:(p + w) * s], weight[p * s:(p + h) * s, p * s:(p + w) * s]
+    if out == "float":
+        return acc.div_(weight).clamp_(0, 1)[None]
+    # in bands of rows: the rounding's temporaries stay a fraction of the photo
+    result = torch.empty((1, h * s, w * s, 3), dtype=torch.uint8)
+    for r in range(0, h * s, 256):
+        result[0, r:r + 256] = to_uint8_hwc((acc[:, r:r + 256] / weight[r:r + 256])[None])[0]
+    return result
 
 
 class RealESRGANUpsampler:
