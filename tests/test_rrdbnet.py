@@ -316,3 +316,11 @@ def test_evaluate_model_reports_realesrgan(tmp_path, tiny_pipe):
     assert rows["Real-ESRGAN (realesr-animevideov3)"] == pytest.approx(report.methods[1].summary["PSNR"])
     assert sorted(p.name for p in (tmp_path / "rep" / "realesrgan").iterdir()) == ["img0.png", "img1.png"]
     assert main(["eval", "--pred", str(out / "restored"), "--metrics", "psnr", "--realesrgan"]) == 2
+
+
+def test_model_card_names_the_networks_that_shaped_the_weights():
+    from osdface.model_card import networks_that_shaped
+
+    assert networks_that_shaped({"identity_weight": 0.0, "teacher_weight": 0.0, "ea_dists_weight": 0}) == []
+    lines = networks_that_shaped({"identity_weight": 0.5, "identity_network": "dlib", "teacher_weight": 1.0})
+    assert len(lines) == 2 and "CC0-1.0" in lines[0] and "Real-ESRGAN" in lines[1] and "BSD-3-Clause" in lines[1]
