@@ -60,6 +60,27 @@ restored = pipe(face_crop_512).images  # list of PIL images
 """
 
 
+def networks_that_shaped(train_config: dict) -> list[str]:
+    """The pretrained networks whose outputs entered a training run's loss (from its ``config.yaml`` as a dict), each
+    with its licence, for the card: a loss term with weight 0 names nothing."""
+    weight = lambda key: float(train_config.get(key) or 0)  # noqa: E731
+    found = []
+    if weight("identity_weight") > 0:
+        if train_config.get("identity_network") == "dlib":
+            found.append("dlib's face-recognition ResNet (identity loss), CC0-1.0 (face-recognition-models, model by "
+                         "Davis King), ported to PyTorch")
+        else:
+            found.append(f"{train_config.get('identity_network', 'arcface')} face-recognition network (identity "
+                         f"loss): the licence of the weights used ({train_config.get('identity_weights') or 'default'})")
+    if weight("ea_dists_weight") > 0:
+        found.append("VGG16 (torchvision, BSD-3-Clause) with DISTS' alpha/beta (EA-DISTS loss)")
+    if weight("teacher_weight") > 0:
+        from .networks.rrdbnet import LICENSE as REALESRGAN_LICENSE
+
+        found.append(f"Real-ESRGAN x4plus (teacher term, high band only), {REALESRGAN_LICENSE}")
+    return found
+
+
 def make_model_card(config: OSDFaceConfig, *, unet_stored: str, base_stored: bool, repo_or_folder: str = "PATH",
                     license_name: str | None = None, license_link: str | None = None,
                     plain_diffusers: bool = False) -> ModelCard:

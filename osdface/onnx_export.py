@@ -489,3 +489,77 @@ def export_into_model_folder(pipe, folder: str | os.PathLike, *, log=None) -> di
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"embedded_bytes": embedded, "external_bytes": external}
+
+
+# --------------------------------------------------------------------------------- the background upsampler
+REALESRGAN_ONNX = "realesrgan.onnx"
+REALESRGAN_JSON = "realesrgan_onnx.json"
+
+
+def export_realesrgan_onnx(net: nn.Module, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
+                           fp16: bool = False) -> Path:
+    """Write a Real-ESRGAN network (:func:`osdface.networks.rrdbnet.load_realesrgan`) as ``realesrgan.onnx`` and
+    ``realesrgan_onnx.json`` into ``out_dir`` (beside a model's own export, or alone) and return the graph's path.
+
+    ``image`` (B, 3, H, W) float32 RGB in [0, 1] -> ``upscaled`` (B, 3, sH, sW) float32, not clamped; batch, height
+    and width are dynamic (tile the photo as :func:`~osdface.networks.rrdbnet.tiled_upscale` does). ``fp16``: the
+    weights and arithmetic in half precision (inputs and outputs stay float32). Written in a temporary file, then
+    renamed; the JSON last."""
+    import onnx
+
+    if opset < 18:
+        raise ValueError(f"opset {opset}: the dynamo exporter writes opset 18 or later")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module = copy.deepcopy(net).float().eval()
+    if fp16:
+        module = _HalfInside(module.half())
+    example = {"image": torch.rand(2, 3, 24, 28)}
+    path = out / REALESRGAN_ONNX
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        part = tmp / REALESRGAN_ONNX
+        dyn = torch.export.Dim.DYNAMIC
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Named(module), (), str(part), kwargs=example, dynamo=True, opset_version=opset,
+                              input_names=["image"], output_names=["upscaled"],
+                              dynamic_shapes={"image": {0: dyn, 2: dyn, 3: dyn}}, external_data=False,
+                              verbose=False)
+        onnx.checker.check_model(str(part), full_check=True)
+        inputs, outputs = _io_spec(part)
+        config = dict(getattr(net, "config", {}))
+        meta = {"format": "osdface-realesrgan-onnx", "graph": REALESRGAN_ONNX, "opset": opset,
+                "precision": "fp16" if fp16 else "fp32", "scale": int(net.scale), "inputs": inputs,
+                "outputs": outputs, "network": config, "license": config.get("license"),
+                "created_by": f"osdface {__version__}: torch {torch.__version__} torch.onnx.export(dynamo=True)",
+                "sha256": _sha256(part), "bytes": part.stat().st_size,
+                "use": "tile the photo with overlap and cross-fade (osdface.networks.rrdbnet.tiled_upscale); "
+                       "clamp the output to [0, 1]"}
+        os.replace(part, path)
+        jpart = out / f".{REALESRGAN_JSON}.tmp"
+        jpart.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(jpart, out / REALESRGAN_JSON)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+class _Named(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+class _HalfInside(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()

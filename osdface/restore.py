@@ -16,7 +16,7 @@ Modes
     face is found (a tight or heavily degraded crop often defeats the detector); a whole photo otherwise.
 
 Options shared by every entry point: ``upscale`` (whole photos: the background enlarged by any factor >= 1,
-Lanczos), ``color_fix`` (none | adain | wavelet: pull the restored colours toward the input), ``fidelity`` w ∈ [0, 1]
+Lanczos; ``bg_upsampler="realesrgan"``: Real-ESRGAN, see :func:`osdface.faces.photo.get_bg_upsampler`), ``color_fix`` (none | adain | wavelet: pull the restored colours toward the input), ``fidelity`` w ∈ [0, 1]
 (each restored face blended with its aligned input crop, ``w · restored + (1 − w) · input``, after the colour fix
 and before the paste-back; 1, the default, is the model's output as the paper uses it).
 
@@ -280,13 +280,14 @@ class _KnownFaces:
 def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list | None = None,
                   upscale: float = 1, color_fix: str = "none", fidelity: float = 1.0,
                   only_center_face: bool = False, draw_box: bool = False, latent_mode: str | None = None,
-                  generator=None, batch_size: int = 4, progress: bool = False) -> RestoreResult:
+                  generator=None, batch_size: int = 4, progress: bool = False, bg_upsampler=None) -> RestoreResult:
     """Restore one image (PIL, or an RGB array) in ``mode`` (auto | aligned | photo; see the module docstring).
 
     ``detector``: a :class:`~osdface.faces.detection.FaceDetector` (default: ``get_detector("auto")``, built
     once per pipeline); ``faces``: detections made before (then the detector does not run). ``upscale`` enlarges
-    whole photos (Lanczos background, any factor >= 1); ``color_fix``, ``fidelity``, ``only_center_face`` and
-    ``draw_box`` as in :func:`osdface.faces.photo.restore_photo`."""
+    whole photos (Lanczos background, any factor >= 1; ``bg_upsampler``: a name, lanczos | realesrgan | none, or
+    a callable of :func:`osdface.faces.photo.get_bg_upsampler`); ``color_fix``, ``fidelity``, ``only_center_face``
+    and ``draw_box`` as in :func:`osdface.faces.photo.restore_photo`."""
     from .faces.photo import check_fidelity, check_upscale
 
     if mode not in MODES:
@@ -308,7 +309,8 @@ def restore_image(pipe, image, *, mode: str = "auto", detector=None, faces: list
 
     result = restore_photo(pipe, np.asarray(rgb), detector=_KnownFaces(faces or []), upscale=upscale,
                            only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
-                           batch_size=batch_size, pipe_kwargs={**run, "progress": progress}, fidelity=fidelity)
+                           batch_size=batch_size, pipe_kwargs={**run, "progress": progress}, fidelity=fidelity,
+                           bg_upsampler=bg_upsampler)
     return RestoreResult(result.image, rgb, result.faces, "photo", reason, detected, upscale)
 
 
@@ -318,16 +320,16 @@ def restore_many(pipe, requests: list[dict], *, detector=None, latent_mode: str 
     of ``batch_size``): what a server does with requests that queued up together.
 
     Each request is a dict with ``image`` and optionally ``mode``, ``faces``, ``upscale``, ``color_fix``,
-    ``fidelity``, ``only_center_face``, ``draw_box`` (as :func:`restore_image` takes them). The model options
+    ``fidelity``, ``only_center_face``, ``draw_box``, ``bg_upsampler`` (as :func:`restore_image` takes them). The model options
     (``latent_mode``, ``generator``) are shared. Each result is what :func:`restore_image` gives for that request,
     up to the floating-point differences of another batch size."""
-    from .faces.photo import check_fidelity, check_upscale, finish_photo, prepare_photo
+    from .faces.photo import check_fidelity, check_upscale, finish_photo, get_bg_upsampler, prepare_photo
 
     size = int(pipe.config.process_size)
     plans = []
     for req in requests:
         unknown = set(req) - {"image", "mode", "faces", "upscale", "color_fix", "fidelity", "only_center_face",
-                              "draw_box"}
+                              "draw_box", "bg_upsampler"}
         if unknown:
             raise ValueError(f"unknown request options: {', '.join(sorted(unknown))}")
         mode = req.get("mode", "auto")
@@ -345,7 +347,8 @@ def restore_many(pipe, requests: list[dict], *, detector=None, latent_mode: str 
         chosen, reason = choose_mode(mode, faces or [], *rgb.size)
         plan = dict(rgb=rgb, mode=chosen, reason=reason, detected=None if faces is None else len(faces),
                     upscale=check_upscale(req.get("upscale", 1)), color_fix=color_fix,
-                    fidelity=check_fidelity(req.get("fidelity", 1.0)), draw_box=bool(req.get("draw_box", False)))
+                    fidelity=check_fidelity(req.get("fidelity", 1.0)), draw_box=bool(req.get("draw_box", False)),
+                    bg_upsampler=get_bg_upsampler(req.get("bg_upsampler")))
         if chosen == "aligned":
             plan["crops"] = [rgb]
         else:
@@ -369,7 +372,7 @@ def restore_many(pipe, requests: list[dict], *, detector=None, latent_mode: str 
         else:
             photo = finish_photo(plan["array"], plan["faces"], plan["crops"], plan["affines"], restored,
                                  upscale=plan["upscale"], color_fix=plan["color_fix"], fidelity=plan["fidelity"],
-                                 draw_box=plan["draw_box"])
+                                 draw_box=plan["draw_box"], bg_upsampler=plan["bg_upsampler"])
             results.append(RestoreResult(photo.image, plan["rgb"], photo.faces, "photo", plan["reason"],
                                          plan["detected"], plan["upscale"]))
     return results
@@ -528,13 +531,14 @@ def _stderr(line: str) -> None:
 def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLike, *, aligned: bool = True,
                   faces_dir: str = "restored_faces", suffix: str = "", batch_size: int = 4, color_fix: str = "none",
                   fidelity: float = 1.0, detector=None, upscale: float = 1, only_center_face: bool = False,
-                  draw_box: bool = False,
+                  draw_box: bool = False, bg_upsampler=None,
                   latent_mode: str | None = None, generator=None, log: Callable[[str], None] = _stderr,
                   on_done: Callable[[int], None] | None = None, shard: Shard | None = None,
                   skip_existing: bool = False, manifest: str | None = "manifest.jsonl") -> RestoreSummary:
     """Restore image files into ``output`` (layout in the module docstring); one input's failure is reported with
     one ``error: <file>: <reason>`` line through ``log`` and the others go on. ``on_done(n)`` is called as inputs
-    finish (a progress bar's ``update``). ``aligned=False``: whole photos, with ``detector`` (default: auto).
+    finish (a progress bar's ``update``). ``aligned=False``: whole photos, with ``detector`` (default: auto) and
+    ``bg_upsampler`` (as :func:`restore_image` takes it).
 
     ``shard``: restore only this process's share (output names still come from the whole list); ``skip_existing``:
     leave inputs whose output (a photo's final result) exists; ``manifest``: the file under ``output`` that gets a
@@ -578,7 +582,8 @@ def restore_files(pipe, inputs: list[str | os.PathLike], output: str | os.PathLi
         else:
             _photo_files(pipe, mine, inputs, out, targets, summary, io, log, tick, record,
                          detector=_detector_for(pipe, detector), batch_size=batch_size, color_fix=color_fix,
-                         upscale=upscale, only_center_face=only_center_face, draw_box=draw_box, **run)
+                         upscale=upscale, only_center_face=only_center_face, draw_box=draw_box,
+                         bg_upsampler=bg_upsampler, **run)
     return summary
 
 
@@ -684,7 +689,7 @@ def _collect(writes, summary, log, tick, targets, record, *, wait: bool):
 
 
 def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, record, *, detector, batch_size,
-                 color_fix, upscale, only_center_face, draw_box, **run) -> None:
+                 color_fix, upscale, only_center_face, draw_box, bg_upsampler=None, **run) -> None:
     from .faces.photo import lanczos_upsample
 
     input_keys = {_key(p) for p in all_inputs}
@@ -698,7 +703,7 @@ def _photo_files(pipe, inputs, all_inputs, out, paths, summary, io, log, tick, r
             t0 = time.perf_counter()
             result = restore_image(pipe, img, mode="photo", detector=detector, upscale=upscale,
                                    only_center_face=only_center_face, color_fix=color_fix, draw_box=draw_box,
-                                   batch_size=batch_size, **run)
+                                   batch_size=batch_size, bg_upsampler=bg_upsampler, **run)
             seconds = time.perf_counter() - t0
             summary.model_seconds += seconds
         except (ValueError, RuntimeError, MemoryError, OSError) as err:

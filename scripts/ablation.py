@@ -7,7 +7,11 @@ with the same budget, seed and split, each with one part of the objective on or 
 
 Arms (``ARMS``): ``l2`` (L2 only: the recipe of the first bundled nano), ``l2+id`` (+ the identity loss on dlib's
 face network), ``l2+gan`` (+ the latent discriminator's GAN guidance), ``full`` (+ identity + GAN + the Sobel edge
-term), ``full-no-vre`` (``full`` with an empty prompt instead of the VRE's: what the visual prompt brings).
+term), ``full-no-vre`` (``full`` with an empty prompt instead of the VRE's: what the visual prompt brings), ``teacher``
+(L2 + a term pulling the output's high frequencies toward Real-ESRGAN x4plus's output on the same LQ) and
+``teacher+id`` (+ identity). The teacher arms train on a fixed pool of degraded training faces with precomputed
+Real-ESRGAN outputs (``--teacher-pool``, made by ``scripts/teacher_pool.py``: Real-ESRGAN costs seconds per face on
+a CPU), not on fresh degradations each step as the other arms do.
 
 The start (``OUT/start``): nano's stage-0 PatchVAE fitted here (closed form, seconds) and the bundled nano's stage-1
 VRE (encoder and dictionary; its prompt projector re-initialised, as stage 1 leaves it), so every arm trains its
@@ -42,7 +46,13 @@ ARMS = {
                    gan_ramp=FULL["gan_ramp"], gan_every=FULL["gan_every"], edge_weight=0.0),
     "full": dict(FULL),
     "full-no-vre": dict(FULL, use_vre_prompt=False),
+    # Real-ESRGAN as a teacher in the high band only (osdface.losses.teacher), on the fixed pool of
+    # scripts/teacher_pool.py (--teacher-pool); λ 1.0 was not piloted
+    "teacher": dict(identity_weight=0.0, gan_weight=0.0, edge_weight=0.0, teacher_weight=1.0),
+    "teacher+id": dict(identity_weight=FULL["identity_weight"], identity_network="dlib", gan_weight=0.0,
+                       edge_weight=0.0, teacher_weight=1.0),
 }
+TEACHER_ARMS = ("teacher", "teacher+id")
 MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
 DEGRADATIONS = {"spec": None, "mild": MILD}
 METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
@@ -121,7 +131,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an override for every arm (YAML value), e.g. --set batch_size=2")
     p.add_argument("--evaluate-only", action="store_true")
+    p.add_argument("--teacher-pool", default=None,
+                   help="the teacher arms' data: a folder made by scripts/teacher_pool.py (hq/, lq/, teacher/)")
     args = p.parse_args(argv)
+    if set(args.arms) & set(TEACHER_ARMS) and not args.evaluate_only and not args.teacher_pool:
+        p.error("the teacher arms need --teacher-pool (make it with scripts/teacher_pool.py)")
     import yaml
 
     extra = {k.strip(): yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -132,7 +146,8 @@ def main(argv=None) -> int:
     for name in args.arms:
         if not args.evaluate_only:
             print(f"== {name}: training {args.steps} steps", flush=True)
-            train_arm(name, args.data, out, base, vre, args.steps, args.resolution, args.seed, extra)
+            data = args.teacher_pool if name in TEACHER_ARMS else args.data
+            train_arm(name, data, out, base, vre, args.steps, args.resolution, args.seed, extra)
         print(f"== {name}: evaluating", flush=True)
         results[name] = evaluate_arm(name, out / name / "final", args.data, out, args.seed)
     write_table(results, out, args)

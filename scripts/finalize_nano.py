@@ -167,6 +167,11 @@ def main(argv=None) -> int:
                        "RMS of the mean 8×8 tile (a pattern locked to the latent grid raises it).\n\n" + text
                        + "\n" + "\n".join(f"- {x}" for x in lines)),
     }
+    from osdface.model_card import networks_that_shaped
+
+    shaped = networks_that_shaped(run_cfg)
+    card["Networks that shaped the weights"] = ("\n".join(f"- {x}" for x in shaped) if shaped else
+                                                "None: only the training data and the L2/edge terms.")
     if args.ablation and Path(args.ablation).is_file():  # its own title line dropped: the card names the section
         card["Ablation (paper Tables 3–4 in miniature)"] = Path(args.ablation).read_text().split("\n", 1)[1].strip()
     card["What it can and cannot do"] = (

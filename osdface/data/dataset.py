@@ -147,7 +147,9 @@ class PairedFaceDataset(Dataset):
 
 class PreparedPairsDataset(Dataset):
     """A fixed paired set: ``root/lq/NAME`` and ``root/hq/NAME`` with the same file names (``osdface degrade``'s
-    output). Items: ``{"lq", "hq": (3, H, W) float32 in [0, 1], "path": str (the HQ file)}``."""
+    output). Items: ``{"lq", "hq": (3, H, W) float32 in [0, 1], "path": str (the HQ file)}``, plus ``"teacher"``
+    when ``root/teacher/NAME`` exists for every name (another restorer's output on the LQ: the teacher term's
+    target, ``scripts/teacher_pool.py``)."""
 
     def __init__(self, root: PathLike):
         self.root = Path(root)
@@ -170,6 +172,11 @@ class PreparedPairsDataset(Dataset):
         self.names = sorted(hq)
         self.lq_files = [lq[n] for n in self.names]
         self.hq_files = [hq[n] for n in self.names]
+        teacher = {p.name: p for p in list_images(self.root / "teacher")[0]} if (self.root / "teacher").is_dir() \
+            else {}
+        if teacher and set(teacher) != set(hq):
+            raise ValueError(f"{self.root}: teacher/ must hold one file per hq/ file (same names)")
+        self.teacher_files = [teacher[n] for n in self.names] if teacher else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -177,7 +184,10 @@ class PreparedPairsDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         lq = np.asarray(load_image(self.lq_files[index]), dtype=np.uint8)
         hq = np.asarray(load_image(self.hq_files[index]), dtype=np.uint8)
-        return {"lq": _to_tensor(lq), "hq": _to_tensor(hq), "path": str(self.hq_files[index])}
+        item = {"lq": _to_tensor(lq), "hq": _to_tensor(hq), "path": str(self.hq_files[index])}
+        if self.teacher_files is not None:
+            item["teacher"] = _to_tensor(np.asarray(load_image(self.teacher_files[index]), dtype=np.uint8))
+        return item
 
 
 def _unit_hash(name: str, seed: int) -> float:

@@ -6,8 +6,10 @@ writes into ``--out`` (new or empty unless ``--overwrite``; nothing is written o
 
     bench/hq/NAME.png, bench/lq/NAME.png, bench/params.jsonl   the synthetic set (``osdface degrade``'s layout)
     restored/NAME.png                                          the model's outputs
-    report.md, report.json, report.csv                         two rows: the model, and the LQ input itself
-    grid.png                                                   LQ | output | GT for the first ``--grid`` images
+    realesrgan/NAME.png                                        with ``--realesrgan``: Real-ESRGAN x4plus's outputs
+    report.md, report.json, report.csv                         two rows: the model, and the LQ input itself (three
+                                                               with ``--realesrgan``)
+    grid.png                                                   LQ | output [| Real-ESRGAN] | GT, the first ``--grid``
 
 The degraded set is built by :func:`osdface.data.benchmark_set.build_benchmark_set`, so each image's degradation
 depends only on ``--seed`` and its file name: the same as ``osdface degrade --seed S`` gives for that file.
@@ -15,7 +17,8 @@ depends only on ``--seed`` and its file name: the same as ``osdface degrade --se
 validation, split seed 0), the split the training uses. ``--hq`` may also be a set built by ``osdface degrade``
 (a folder with ``hq/``, ``lq/`` and ``params.jsonl``): it is then used as it is. The "LQ input" row is the degraded
 image itself (resized back to the HQ size with the interpolation recorded in ``params.jsonl``: bilinear by default),
-the baseline a model must beat.
+the baseline a model must beat. ``--realesrgan`` adds Real-ESRGAN x4plus, what GFPGAN's and CodeFormer's users
+enlarge with, run on each image's small degraded input (:mod:`osdface.eval.baselines`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .baselines import BASELINES, realesrgan_label, realesrgan_outputs
 from .image_sets import EvalInputError, list_set
 
 __all__ = ["evaluate_model", "select_files", "LQ_ROW"]
@@ -108,12 +112,15 @@ def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathL
                    limit: int | None = None, seed: int = 0, size: int | None = None, device="cpu", dtype: str = "fp32",
                    batch_size: int = 4, metrics=None, weights_dir=None, fid_ref=None, lpips_net: str = "alex",
                    grid: int = 6, workers: int = 1, overwrite: bool = False, pipe=None, evaluator_kwargs=None,
-                   degradation=None, log: Callable[[str], None] | None = None):
+                   degradation=None, log: Callable[[str], None] | None = None, baselines=(),
+                   realesrgan_weights=None):
     """The whole command as a function; returns ``(report, paths)`` (``paths``: report files and the grid).
     ``model``: a folder or Hub id (None: the bundled nano model); ``pipe``: an already loaded
     :class:`OSDFacePipeline` (then ``model`` is only its label). ``size``: the HQ size (default: the model's
     ``process_size``, the size of its outputs, 512 for nano and sd21). ``degradation``: a ``DegradationConfig`` (or
-    a dict of its fields) for the synthetic set (default: docs/ARCHITECTURE.md §4's ranges)."""
+    a dict of its fields) for the synthetic set (default: docs/ARCHITECTURE.md §4's ranges). ``baselines``:
+    reference methods to report beside the model (``("realesrgan",)``: Real-ESRGAN x4plus from
+    ``realesrgan_weights``, a converted folder, or the converted cache)."""
     from ..devices import dtype_name
     from ..restore import restore_files
     from .evaluate import Evaluator, parse_metrics
@@ -163,24 +170,41 @@ def evaluate_model(model: str | None, hq: str | os.PathLike, out: str | os.PathL
         raise EvalInputError(f"{len(summary.failed)} degraded image(s) could not be restored, e.g. {summary.failed[0]}")
     restore_s = summary.model_seconds
     restored = list_set(out / "restored", "restored")
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise EvalInputError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}")
+    extra, baseline_s = {}, {}
+    if "realesrgan" in baselines:
+        t2 = time.perf_counter()
+        from ..networks.rrdbnet import RealESRGANUpsampler
+
+        up = RealESRGANUpsampler(weights=realesrgan_weights, device=device)
+        row = realesrgan_label(up)
+        realesrgan_outputs(bench, out / "realesrgan", sorted(gt), upsampler=up, log=log)
+        extra[row] = list_set(out / "realesrgan", "realesrgan")
+        baseline_s[row] = round((time.perf_counter() - t2) / max(len(gt), 1), 3)
 
     label = f"{Path(model).name if Path(model).exists() else model} ({pipe.config.preset})"
     evaluator = Evaluator(metric_names, weights_dir=weights_dir, device=device, fid_ref=fid_ref,
                           lpips_net=lpips_net, batch_size=batch_size, log=log, **(evaluator_kwargs or {}))
     t1 = time.perf_counter()
-    report = evaluator.evaluate({label: restored, LQ_ROW: lq}, gt)
+    report = evaluator.evaluate({label: restored, **extra, LQ_ROW: lq}, gt)
     eval_s = time.perf_counter() - t1
     n = len(gt)
     report.settings.update({"model": str(model), "preset": pipe.config.preset, "hq": str(hq), "split": split,
                             "limit": limit, "seed": seed, "size": size, "dtype": dtype,
                             "model_load_seconds": round(load_s, 2),
                             "restore_seconds_per_image": round(restore_s / max(n, 1), 3),
-                            "metric_seconds_per_100_images": round(eval_s / max(2 * n, 1) * 100, 1)})
+                            "metric_seconds_per_100_images": round(eval_s / max((2 + len(extra)) * n, 1) * 100, 1)})
+    if baseline_s:
+        report.settings["baseline_seconds_per_image"] = baseline_s
     report.notes.append(f"{n} image(s), {split} split, degradation seed {seed}; '{LQ_ROW}' is the degraded input "
                         f"(resized back as recorded in params.jsonl); restoration {restore_s / max(n, 1):.2f} s/image "
                         f"on {device} {dtype}")
     paths = write_report(report, out)
     names = sorted(gt)[:max(0, grid)]
     if names:
-        paths["grid"] = save_grid([(nm, [lq[nm], restored[nm], gt[nm]]) for nm in names], out / "grid.png")
+        columns = [("LQ", lq), ("output", restored), *((k.split(" (")[0], v) for k, v in extra.items()), ("GT", gt)]
+        paths["grid"] = save_grid([(nm, [col[nm] for _, col in columns]) for nm in names], out / "grid.png",
+                                  titles=tuple(t for t, _ in columns))
     return report, paths

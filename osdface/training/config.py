@@ -168,6 +168,10 @@ class GeneratorTrainConfig(TrainConfig):
     identity_weights: str | None = None  # ArcFace: file/folder/Hub id; dlib: a converted .safetensors (default: cache)
     # the edge-aware half of EA-DISTS without a network: mean |S(x̂) − S(x)| of the Sobel magnitude maps (§3's S)
     edge_weight: float = 0.0
+    # a teacher in a high-frequency band only (osdface.losses.teacher): mean |band(x̂) − band(t)|, band = x − G_σ ⊛ x,
+    # t a precomputed restoration of the same LQ (data: a pairs folder with teacher/, scripts/teacher_pool.py)
+    teacher_weight: float = 0.0
+    teacher_sigma: float = 1.5
     gan_weight: float = 0.8  # λ_G
     gan_start: int = 0  # generator steps before the GAN terms switch on
     gan_ramp: int = 0  # steps over which λ_G then rises linearly from 0 (a warm-up for the discriminator)

@@ -93,6 +93,7 @@ class GeneratorOutputs:
     z_hat: torch.Tensor
     prompt: torch.Tensor
     z_hq: torch.Tensor | None = None
+    teacher: torch.Tensor | None = None  # another restorer's output on the same LQ, in [-1, 1] (teacher term)
 
 
 @dataclass
@@ -134,6 +135,9 @@ class GeneratorTrainer(Trainer):
         self.model_config = preset
         if cfg.unet_training not in ("lora", "full"):
             raise ValueError(f"unet_training must be 'lora' or 'full', not {cfg.unet_training!r}")
+        if cfg.teacher_weight > 0 and cfg.crop_size is not None:
+            raise ValueError("teacher_weight > 0 needs whole faces: set crop_size to null (the teacher images are "
+                             "not cropped)")
         if cfg.identity_weight > 0 and cfg.crop_size is not None:
             raise ValueError("identity_weight > 0 needs whole faces: set crop_size to null (the identity network "
                              "reads the whole aligned face)")
@@ -214,6 +218,16 @@ class GeneratorTrainer(Trainer):
             self.loss_terms.append(LossTerm("edge", lambda o: (sobel_magnitude((o.x_hat + 1) / 2)
                                                                - sobel_magnitude((o.hq + 1) / 2)).abs().mean(),
                                             cfg.edge_weight))
+        if cfg.teacher_weight > 0:
+            from ..losses.teacher import teacher_hf_loss
+
+            def teacher_term(o: GeneratorOutputs) -> torch.Tensor:
+                if o.teacher is None:
+                    raise ValueError("teacher_weight > 0 needs a pairs folder with teacher/ as data "
+                                     "(scripts/teacher_pool.py)")
+                return teacher_hf_loss(o.x_hat, o.teacher, cfg.teacher_sigma)
+
+            self.loss_terms.append(LossTerm("teacher", teacher_term, cfg.teacher_weight))
         if self.disc is not None:
             self.loss_terms.append(LossTerm("gan_g", self._gan_generator_loss, cfg.gan_weight, start=cfg.gan_start,
                                             ramp=cfg.gan_ramp, every=max(1, cfg.gan_every)))
@@ -269,7 +283,9 @@ class GeneratorTrainer(Trainer):
         prompt = self.projector(codes) if codes is not None else self.one_step.prompt(lq)
         z_hat = self.one_step.restore_latent(z_lq, prompt)
         x_hat = self.one_step.decode(z_hat, clamp=False).float()  # unclamped: saturated pixels keep their gradient
-        out = GeneratorOutputs(x_hat=x_hat, hq=hq.float(), z_hat=z_hat, prompt=prompt, z_hq=z_hq)
+        teacher = batch.get("teacher")
+        teacher = teacher.float() if teacher is not None else None  # (to_device mapped it to [-1, 1])
+        out = GeneratorOutputs(x_hat=x_hat, hq=hq.float(), z_hat=z_hat, prompt=prompt, z_hq=z_hq, teacher=teacher)
         terms, loss = {}, 0.0
         for term in self.loss_terms:
             weight = term.weight_at(self.step)
