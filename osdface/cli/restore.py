@@ -185,6 +185,9 @@ def cmd_restore(args) -> int:
     if args.backend == "onnx" and args.latent_mode == "sample":
         err("--latent-mode sample needs the torch backend (the ONNX graphs compute the latent's mode)")
         return 2
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # said before anything is read or loaded
+        err(f"the output {args.output} is a file, not a folder; choose a folder (it is created if needed)")
+        return 2
     try:
         inputs, videos, skipped = classify_inputs(args.input)
     except image_io.ImageInputError as e:
@@ -217,9 +220,6 @@ def cmd_restore(args) -> int:
         return 2
     if not 0.0 <= args.temporal < 1.0:
         err("--temporal must be in [0, 1)")
-        return 2
-    if Path(args.output).exists() and not Path(args.output).is_dir():  # said before the model loads
-        err(f"the output {args.output} is a file, not a folder; choose a folder (it is created if needed)")
         return 2
 
     from tqdm.auto import tqdm
