@@ -193,6 +193,15 @@ def test_cli_convert(release, tmp_path, capsys):
                "--lora", str(r / "pytorch_lora_weights.safetensors"), "--base", release["base"], "--out",
                str(tmp_path / "m"), "--local-files-only"])
     assert rc == 0 and (tmp_path / "m" / "osdface_config.json").is_file()
+    # plain diffusers' files: model_index.json naming the base, the code copies (the LoRA's loader included)
+    from osdface.remote_code import LORA_FILE, MODELS, REMOTE_FILES
+
+    index = json.loads((tmp_path / "m" / "model_index.json").read_text())
+    assert index["unet"] == index["vae"] == [None, None] and index["unet_lora"] == ["osdface_lora", "UNetLoRA"]
+    assert index["base_model"] == release["base"] and index["process_size"] == 512
+    for name, source in {**REMOTE_FILES, **LORA_FILE}.items():
+        assert (tmp_path / "m" / name).read_bytes() == (MODELS / source).read_bytes()
+    assert "trust_remote_code=True" in (tmp_path / "m" / "README.md").read_text()
     rc = main(["convert", "--vre", str(tmp_path / "nope.ckpt"), "--projector", "x", "--lora", "y", "--out",
                str(tmp_path / "n")])
     assert rc == 2 and "nope.ckpt: no such file" in capsys.readouterr().err
@@ -295,6 +304,15 @@ def test_hub_round_trip_names_the_base_by_its_id(release, tmp_path, monkeypatch)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) == 0.0
+
+    # and with plain diffusers, osdface blocked: the base by its id from the same cache
+    from .test_plain_diffusers import run_plain_diffusers
+
+    index = json.loads((pushed / "model_index.json").read_text())
+    assert index["base_model"] == "someone/tiny-sd-base" and index["base_model_local"] is None
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    plain, _ = run_plain_diffusers(pushed, x, tmp_path, pil=False)
+    assert (plain - expected).abs().max() <= 1e-6
 
 
 def test_publishing_a_base_that_is_only_a_local_folder_is_refused(release, tmp_path, monkeypatch):
