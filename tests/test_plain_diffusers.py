@@ -188,3 +188,36 @@ def test_bundled_nano_loads_in_plain_diffusers(tmp_path):
     plain, _ = run_plain_diffusers(BUNDLED_NANO, x, tmp_path)
     ours = OSDFacePipeline.from_pretrained(BUNDLED_NANO, torch_dtype="fp32", local_files_only=True)(x, output_type="pt")
     assert (plain - ours).abs().max() <= 1e-6
+
+
+def test_the_lora_files_are_fetched_into_a_hub_snapshot(tmp_path, monkeypatch):
+    """From the Hub, diffusers brings ``unet_lora/`` with its code only (it downloads weights it knows by name); the
+    component fetches its two files into the same snapshot, by the repo id and commit the cache path holds."""
+    import shutil
+
+    import huggingface_hub
+
+    from osdface.models.diffusers_lora import UNetLoRA
+
+    pipe = OSDFacePipeline.from_preset("tiny", seed=0)
+    folder = pipe.save_pretrained(tmp_path / "m")
+    snapshot = tmp_path / "hub" / "models--me--osdface-tiny" / "snapshots" / ("a" * 40)
+    (snapshot / "unet_lora").mkdir(parents=True)
+    shutil.copyfile(folder / "unet_lora" / "osdface_lora.py", snapshot / "unet_lora" / "osdface_lora.py")
+    calls = []
+
+    def fake_download(repo_id, filename, *, subfolder, revision, cache_dir):
+        calls.append((repo_id, filename, subfolder, revision, cache_dir))
+        target = Path(cache_dir) / "models--me--osdface-tiny" / "snapshots" / revision / subfolder / filename
+        shutil.copyfile(folder / subfolder / filename, target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    fetched = UNetLoRA.from_pretrained(snapshot / "unet_lora")
+    local = UNetLoRA.from_pretrained(folder / "unet_lora")
+    assert {c[:4] for c in calls} == {("me/osdface-tiny", n, "unet_lora", "a" * 40)
+                                      for n in ("pytorch_lora_weights.safetensors", "adapter_config.json")}
+    assert fetched.names == local.names and fetched.scalings == local.scalings == [2.0] * len(local.names)
+    assert all(torch.equal(a, b) for a, b in zip(fetched.lora_A, local.lora_A))
+    with pytest.raises(FileNotFoundError):
+        UNetLoRA.from_pretrained(tmp_path / "nowhere" / "unet_lora")

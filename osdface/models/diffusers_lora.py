@@ -35,6 +35,22 @@ def _pattern_value(patterns: dict, module: str, default):
     return default
 
 
+def _fetch_from_hub(folder: Path) -> None:
+    """diffusers downloads a Hub repo's component folders but, of their weights, only files it knows by name
+    (``diffusion_pytorch_model.safetensors`` …): ``unet_lora/`` arrives with its code only. Fetch the adapter's two
+    files into the same snapshot: the folder is ``<cache>/models--OWNER--NAME/snapshots/<commit>/unet_lora`` (the
+    Hub forbids ``--`` in names, so the id reads back unambiguously)."""
+    snapshot = folder.parent
+    repo = snapshot.parent.parent
+    if snapshot.parent.name != "snapshots" or not repo.name.startswith("models--"):
+        raise FileNotFoundError(f"{folder / WEIGHTS_NAME} does not exist")
+    from huggingface_hub import hf_hub_download
+
+    repo_id = repo.name[len("models--"):].replace("--", "/")
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        hf_hub_download(repo_id, name, subfolder=folder.name, revision=snapshot.name, cache_dir=str(repo.parent))
+
+
 class LoRALayer(nn.Module):
     """A Linear / Conv2d layer with its LoRA beside it: ``base(x) + lora_B(lora_A(x)) * scaling``."""
 
@@ -72,6 +88,8 @@ class UNetLoRA(ModelMixin):
     def from_pretrained(cls, folder, subfolder: str | None = None, torch_dtype=None, **kwargs) -> "UNetLoRA":
         """Read ``folder`` (``unet_lora/``). Other keyword arguments of diffusers' loader do not apply and are ignored."""
         folder = Path(folder) / subfolder if subfolder else Path(folder)
+        if not (folder / WEIGHTS_NAME).is_file():
+            _fetch_from_hub(folder)
         state = load_file(str(folder / WEIGHTS_NAME))
         config = json.loads((folder / CONFIG_NAME).read_text()) if (folder / CONFIG_NAME).is_file() else {}
         if config.get("use_dora"):
