@@ -86,7 +86,7 @@ class UNetLoRA(ModelMixin):
 
     @classmethod
     def from_pretrained(cls, folder, subfolder: str | None = None, torch_dtype=None, **kwargs) -> "UNetLoRA":
-        """Read ``folder`` (``unet_lora/``). Other keyword arguments of diffusers' loader do not apply and are ignored."""
+        """Read ``folder`` (``unet_lora/``); diffusers' other loader arguments do not apply and are ignored."""
         folder = Path(folder) / subfolder if subfolder else Path(folder)
         if not (folder / WEIGHTS_NAME).is_file():
             _fetch_from_hub(folder)
