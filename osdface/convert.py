@@ -27,6 +27,7 @@ from .model_card import make_model_card
 from .models import VisualRepresentationEmbedder
 from .models import lora as lora_utils
 from .models.lora import write_lora_folder
+from .remote_code import write_remote_code
 from .weights import (MissingWeightsError, blocked_globals, load_base_component, load_state_dict_file,
                       sha256_file, unreadable_reason)
 
@@ -240,8 +241,10 @@ def convert_official(vre_ckpt: str | Path, projector: str | Path, lora: str | Pa
     vre.save_pretrained(out / "vre")
     scheduler.save_pretrained(out / "scheduler")
     write_lora_folder(out / "unet_lora", lora_weights, lora_config)
+    plain_diffusers = write_remote_code(out, config)  # model_index.json + code: DiffusionPipeline loads it too
     make_model_card(config, unet_stored="lora", base_stored=False, repo_or_folder=str(out),
-                    license_name=config.license_name, license_link=config.license_link).save(out / "README.md")
+                    license_name=config.license_name, license_link=config.license_link,
+                    plain_diffusers=plain_diffusers).save(out / "README.md")
     log.info("wrote %s (VRE %d tensors, projector %d, LoRA %d modules, rank %d, alpha %g)", out, len(vre_state),
              len(proj_state), len(lora_utils.lora_modules(lora_weights)), lora_config.r, lora_config.lora_alpha)
     return out

@@ -57,7 +57,7 @@ from diffusers import DiffusionPipeline
 pipe = DiffusionPipeline.from_pretrained("{repo_or_folder}", trust_remote_code=True)
 restored = pipe(face_crop_512).images  # list of PIL images
 ```
-"""
+{base_note}"""
 
 
 def networks_that_shaped(train_config: dict) -> list[str]:
@@ -111,7 +111,11 @@ def make_model_card(config: OSDFaceConfig, *, unet_stored: str, base_stored: boo
         unet_line="LoRA adapter in `unet_lora/` (PEFT naming)" if unet_stored == "lora" else "full weights in `unet/`",
         timestep=config.timestep, rank=config.lora_rank, alpha=config.lora_alpha,
         repo_or_folder=repo_or_folder,
-        diffusers=_DIFFUSERS.format(repo_or_folder=repo_or_folder) if plain_diffusers else "",
+        diffusers=_DIFFUSERS.format(repo_or_folder=repo_or_folder, base_note=(
+            f"\nThe VAE and the base UNet come from `{config.base_model}`, fetched like any diffusers model (pass "
+            "`base_model=\"path/or/id\"` to `from_pretrained` to use another copy); the LoRA is applied on top without "
+            "peft, as `osdface` applies it.\n"
+            if has_base_ref else "")) if plain_diffusers else "",
         extra="".join(extra_lines),
     )
     return ModelCard(text)

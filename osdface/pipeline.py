@@ -13,6 +13,7 @@ A model folder (local or on the Hub)::
     unet/  vae/               optional full copies (always present for a preset without a base model, e.g. nano)
     scheduler/                scheduler_config.json (only ᾱ_399 is used)
     README.md                 model card with Hub metadata
+    model_index.json, *.py    what plain diffusers loads (``trust_remote_code=True``): see osdface/remote_code.py
 """
 
 from __future__ import annotations

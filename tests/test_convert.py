@@ -193,6 +193,15 @@ def test_cli_convert(release, tmp_path, capsys):
                "--lora", str(r / "pytorch_lora_weights.safetensors"), "--base", release["base"], "--out",
                str(tmp_path / "m"), "--local-files-only"])
     assert rc == 0 and (tmp_path / "m" / "osdface_config.json").is_file()
+    # plain diffusers' files: model_index.json naming the base, the code copies (the LoRA's loader included)
+    from osdface.remote_code import LORA_FILE, MODELS, REMOTE_FILES
+
+    index = json.loads((tmp_path / "m" / "model_index.json").read_text())
+    assert index["unet"] == index["vae"] == [None, None] and index["unet_lora"] == ["osdface_lora", "UNetLoRA"]
+    assert index["base_model"] == release["base"] and index["process_size"] == 512
+    for name, source in {**REMOTE_FILES, **LORA_FILE}.items():
+        assert (tmp_path / "m" / name).read_bytes() == (MODELS / source).read_bytes()
+    assert "trust_remote_code=True" in (tmp_path / "m" / "README.md").read_text()
     rc = main(["convert", "--vre", str(tmp_path / "nope.ckpt"), "--projector", "x", "--lora", "y", "--out",
                str(tmp_path / "n")])
     assert rc == 2 and "nope.ckpt: no such file" in capsys.readouterr().err
@@ -295,6 +304,52 @@ def test_hub_round_trip_names_the_base_by_its_id(release, tmp_path, monkeypatch)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) == 0.0
+    index = json.loads((pushed / "model_index.json").read_text())  # what plain diffusers reads
+    assert index["base_model"] == "someone/tiny-sd-base" and index["base_model_local"] is None
+
+
+@pytest.mark.slow  # the converted VRE runs at 512² in a fresh process (≈ 1 min on 2 busy cores)
+def test_a_pushed_converted_folder_loads_in_plain_diffusers(release, tmp_path, monkeypatch):
+    """The authors' files converted, pushed (a recording stand-in for the Hub), loaded by plain diffusers with
+    osdface blocked, the base only under its Hub id in a local cache: OSDFacePipeline's output to 1e-6."""
+    import shutil
+
+    import huggingface_hub
+
+    from .test_plain_diffusers import run_plain_diffusers
+
+    base = tmp_path / "sd21-base"
+    shutil.copytree(release["base"], base)
+    r = release["root"]
+    model = convert_official(r / "associate_2.ckpt", r / "embedding_change_weights.pth",
+                             r / "pytorch_lora_weights.safetensors", tmp_path / "osdface-sd21", base_model=str(base),
+                             base_model_id="someone/tiny-sd-base", local_files_only=True)
+    pipe = OSDFacePipeline.from_pretrained(model, local_files_only=True)
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 64, 64)
+    expected = pipe(x, output_type="pt")
+    pushed = tmp_path / "pushed"
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            shutil.copytree(folder_path, pushed)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    pipe.push_to_hub("me/osdface-sd21")
+    snapshot = tmp_path / "hf-cache" / "models--someone--tiny-sd-base" / "snapshots" / ("0" * 40)
+    shutil.copytree(base, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    shutil.rmtree(base)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    plain, _ = run_plain_diffusers(pushed, x, tmp_path, pil=False)
+    assert (plain - expected).abs().max() <= 1e-6
 
 
 def test_publishing_a_base_that_is_only_a_local_folder_is_refused(release, tmp_path, monkeypatch):

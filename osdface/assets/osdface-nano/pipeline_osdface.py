@@ -4,12 +4,13 @@
     pipe = DiffusionPipeline.from_pretrained("path/or/hub-id", trust_remote_code=True)
     restored = pipe(face_crop_512).images          # PIL images; output_type="pt" / "np" for arrays
 
-Every model folder written by ``OSDFacePipeline.save_pretrained`` (and ``osdface convert``) whose UNet and VAE are
-stored in the folder carries, beside the osdface files, a ``model_index.json`` and copies of this module (as
-``pipeline_osdface.py``), of ``one_step.py`` and ``tiled_vae.py`` (the one step's arithmetic, shared with
-:class:`osdface.OSDFacePipeline`), and of the VRE's modules in ``vre/`` (``osdface_vre.py`` = ``vre.py``). The copies
-are verbatim, so this module and the ones it imports use only torch, numpy, PIL and diffusers, and relative
-imports of files that travel with it (diffusers copies the relative imports of the module it loads, not theirs:
+Every model folder written by ``OSDFacePipeline.save_pretrained`` / ``push_to_hub`` and ``osdface convert``
+carries, beside the osdface files, a ``model_index.json`` and copies of this module (as ``pipeline_osdface.py``),
+of ``one_step.py`` and ``tiled_vae.py`` (the one step's arithmetic, shared with :class:`osdface.OSDFacePipeline`),
+of the VRE's modules in ``vre/`` (``osdface_vre.py`` = ``vre.py``) and, for a UNet stored as a LoRA
+(``unet_lora/``), of ``diffusers_lora.py`` (as ``unet_lora/osdface_lora.py``). The copies are verbatim, so this
+module and the ones it imports use only torch, numpy, PIL and diffusers, and relative imports of files that travel
+with it (diffusers copies the relative imports of the module it loads, not theirs:
 hence the direct import of ``tiled_vae`` below). The one-step arithmetic is docs/ARCHITECTURE.md §1.
 """
 
@@ -27,18 +28,55 @@ from .tiled_vae import vae_factor  # noqa: F401  (copied beside one_step.py by d
 
 
 class OSDFaceDiffusersPipeline(DiffusionPipeline):
-    """VAE + UNet + Visual Representation Embedder + the DDIM table; one UNet call per face at ``timestep``."""
+    """VAE + UNet + Visual Representation Embedder + the DDIM table; one UNet call per face at ``timestep``.
+
+    A folder that stores its UNet as a LoRA (``unet_lora/``, read by ``unet_lora/osdface_lora.py``) on a referenced
+    SD base has no ``unet/`` (nor ``vae/``): they come from ``base_model`` (a Hub id or a local folder;
+    ``base_model_local``, the converting machine's copy, is used first where it exists, as ``OSDFacePipeline`` does).
+    Pass ``base_model="path/or/id"`` to ``from_pretrained`` to load them from elsewhere."""
 
     model_cpu_offload_seq = "vre->vae->unet"
+    _optional_components = ["vae", "unet", "unet_lora"]
 
-    def __init__(self, vae, unet, vre, scheduler, timestep: int = 399, latent_mode: str = "mode",
-                 identity_skip: bool = False, vre_prompt: bool = True, process_size: int = 512):
+    def __init__(self, vre, scheduler, vae=None, unet=None, unet_lora=None, timestep: int = 399,
+                 latent_mode: str = "mode", identity_skip: bool = False, vre_prompt: bool = True,
+                 process_size: int = 512, base_model: str | None = None, base_model_local: str | None = None):
         super().__init__()
-        self.register_modules(vae=vae, unet=unet, vre=vre, scheduler=scheduler)
+        if vae is None or unet is None:
+            vae, unet = self._base_parts(vae, unet, base_model, base_model_local, vre.dtype)
+        if unet_lora is not None:
+            unet_lora.apply_to(unet)  # unfused, as OSDFacePipeline runs it
+        self.register_modules(vae=vae, unet=unet, vre=vre, scheduler=scheduler, unet_lora=unet_lora)
         self.register_to_config(timestep=int(timestep), latent_mode=latent_mode, identity_skip=bool(identity_skip),
-                                vre_prompt=bool(vre_prompt), process_size=int(process_size))
+                                vre_prompt=bool(vre_prompt), process_size=int(process_size), base_model=base_model,
+                                base_model_local=base_model_local)
         self._one_step = OneStepGenerator(vae, unet, vre, scheduler.alphas_cumprod, timestep, latent_mode,
                                           identity_skip=identity_skip, vre_prompt=vre_prompt).eval()
+
+    @staticmethod
+    def _base_parts(vae, unet, base_model, base_model_local, dtype):
+        """The VAE / UNet the folder does not store, from the SD base it names."""
+        from pathlib import Path
+
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        base = base_model
+        if base_model_local and Path(base_model_local).is_dir() and not (base and Path(base).is_dir()):
+            base = base_model_local
+        if base is None:
+            raise ValueError("this model folder stores no unet/ or vae/ and names no base model: pass "
+                             "base_model='OWNER/NAME' or a local folder to from_pretrained")
+        if vae is None:
+            vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=dtype)
+        if unet is None:
+            unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype)
+        return vae.eval(), unet.eval()
+
+    def fuse_lora(self) -> "OSDFaceDiffusersPipeline":
+        """Merge the LoRA into the UNet's weights (W + scale·B·A): faster, equal up to rounding."""
+        if self.unet_lora is not None:
+            self.unet_lora.fuse(self.unet)
+        return self
 
     def _inputs(self, images) -> torch.Tensor:
         """PIL image(s), uint8 HWC array(s), or a float tensor (N, 3, H, W) / (3, H, W) in [0, 1] → [-1, 1] at
