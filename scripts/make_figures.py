@@ -44,8 +44,10 @@ def sha256(path: Path) -> str:
 
 
 def inputs() -> dict[str, str]:
-    """Relative path → SHA-256 of everything the pictures depend on."""
-    files = sorted(p for p in MODEL.rglob("*") if p.is_file())
+    """Relative path → SHA-256 of everything the pictures depend on: the model's weights and configs (not its model
+    card, its ONNX graphs or the code copies that plain diffusers reads), the examples and this script."""
+    files = sorted(p for p in MODEL.rglob("*") if p.is_file() and p.name not in ("osdface_onnx.json", "model_index.json")
+                   and (p.suffix == ".safetensors" or p.name.endswith("config.json")))
     files += [REPO / p for p in sorted(set([PHOTO, *CROPS, *PHOTOS, CLEAN_FACE]))]
     files.append(Path(__file__).resolve())
     return {p.relative_to(REPO).as_posix(): sha256(p) for p in files}
