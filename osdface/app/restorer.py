@@ -68,8 +68,8 @@ __all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "DemoV
 
 
 def reporter(progress):
-    """``progress(fraction, desc=...)`` as a callable, a no-op when None. (Not ``progress or fallback``: a
-    ``gr.Progress`` defines ``__len__`` and is falsy, so the fallback would always win.)"""
+    """``progress(fraction, desc=...)`` as a callable, a no-op when None. Tested against None, not for truth:
+    a ``gr.Progress`` defines ``__len__`` and is falsy, so a truth test would drop every report."""
     if progress is None:
         return lambda *a, **k: None
     return progress
