@@ -46,6 +46,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
@@ -743,11 +744,17 @@ def tensor_to_numpy(t: "torch.Tensor") -> np.ndarray:
 TMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
-def remove_stale_tmp(folder: PathLike) -> list[pathlib.Path]:
+#: a temporary file untouched this long was left by a run that stopped: a live writer touches its file far more often
+#: (a PNG is written in well under a second; a video's file grows with every frame)
+STALE_TMP_SECONDS = 600.0
+
+
+def remove_stale_tmp(folder: PathLike, *, older_than: float = STALE_TMP_SECONDS) -> list[pathlib.Path]:
     """Delete the temporary files (:data:`TMP_NAME`, plain files directly in ``folder``) that an interrupted run
-    left there: truncated or empty, never renamed into place. Only for a folder no other process is writing into
-    now. Returns what was removed."""
+    left there: truncated or empty, never renamed into place. Only those not modified for ``older_than`` seconds,
+    so that another run writing into the same folder now keeps its files. Returns what was removed."""
     removed = []
+    cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(folder))
     except OSError:  # absent, or not a folder: nothing was left there
@@ -755,6 +762,8 @@ def remove_stale_tmp(folder: PathLike) -> list[pathlib.Path]:
     for entry in entries:
         if TMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
             try:
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
                 os.unlink(entry.path)
                 removed.append(pathlib.Path(entry.path))
             except OSError:

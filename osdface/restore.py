@@ -123,8 +123,11 @@ def choose_backend(model: str | os.PathLike | None = None, *, device: str = "aut
 
     from .weights import default_model
 
-    def gpu_visible() -> bool:  # without importing torch: the NVIDIA driver, or a Mac (MPS)
-        return Path("/proc/driver/nvidia/version").exists() or sys.platform == "darwin"
+    def gpu_visible() -> bool:  # without importing torch: the NVIDIA driver (unless hidden), or a Mac (MPS)
+        if sys.platform == "darwin":
+            return True
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+        return Path("/proc/driver/nvidia/version").exists() and not hidden
 
     if torch_options:
         return "torch", f"{', '.join(torch_options)} {'is' if len(torch_options) == 1 else 'are'} torch options"

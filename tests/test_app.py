@@ -224,7 +224,7 @@ def test_header_says_plainly_which_model_runs(restorer, monkeypatch):
 
     note = model_note(restorer)
     assert "small demonstration model" in note and "far from the paper's quality" in note
-    assert "The authors' weights" in note and "M parameters" in note and "HOG" in note
+    assert "The paper's model" in note and "M parameters" in note and "HOG" in note
     assert "68-point" not in note  # no jargon: the detector by name only
     monkeypatch.setattr(restorer, "is_small_model", lambda model=None: False)
     note = model_note(restorer)

@@ -8,6 +8,7 @@ with ``--skip-existing`` finishes the rest without redoing what was complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -44,7 +45,9 @@ def _env():
 def _restore(args, processes: int, **popen):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
         if processes > 1 else [sys.executable]
-    cmd = [*launcher, "-m", "osdface", "restore", "--has_aligned", "-b", "1", "-q", *map(str, args)]
+    # torch in both: several processes always run torch, so one process must too for the bytes to compare
+    cmd = [*launcher, "-m", "osdface", "restore", "--has_aligned", "--backend", "torch", "-b", "1", "-q",
+           *map(str, args)]
     if popen:
         return subprocess.Popen(cmd, env=_env(), start_new_session=True, **popen)
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
@@ -52,8 +55,10 @@ def _restore(args, processes: int, **popen):
     return out
 
 
-def _bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((folder / "restored_faces").iterdir()) if not p.name.startswith(".")}
+def _bytes(folder: Path) -> dict[str, str]:
+    """name -> SHA-256 of each result (digests keep a failure's report short)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "restored_faces").iterdir())
+            if not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +50,16 @@ def test_the_command_line_has_every_control_of_the_demo_with_its_default():
            "latent_mode": args.latent_mode or "mode", "seed": args.seed}
     demo["dtype"] = demo["dtype"] or "auto"  # (the demo's None: its default dtype, "auto")
     assert cli == demo
-    short = parser.parse_args(["restore", "-i", "x", "-o", "y", "-w", "0.7", "-s", "1.5"])
+    short = parser.parse_args(["restore", "-i", "x", "-o", "y", "--fidelity", "0.7", "-s", "1.5"])
     assert (short.fidelity, short.upscale) == (0.7, 1.5)
-    for bad in (["-w", "1.2"], ["-w", "x"], ["-s", "0.5"]):
+    for bad in (["--fidelity", "1.2"], ["--fidelity", "x"], ["-s", "0.5"]):
         with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
             parser.parse_args(["restore", "-i", "x", "-o", "y", *bad])
 
 
 def test_fidelity_zero_gives_back_the_input(tiny, tmp_path):
     code, _, err = _restore(["-i", str(FACE), "-o", str(tmp_path), "--has_aligned", "--model", str(tiny), "-q",
-                             "-w", "0"])
+                             "--fidelity", "0"])
     assert code == 0, err
     got = np.asarray(Image.open(tmp_path / "restored_faces" / FACE.name), dtype=np.int16)
     size = got.shape[0]
@@ -83,12 +85,18 @@ def test_a_rerun_removes_what_a_killed_run_left(tiny, tmp_path):
     kept = [faces / ".notes.tmp", faces / "draft.0123456789ab.tmp", tmp_path / ".y.png.0123456789ab.tmp"]
     for p in kept:  # not our pattern, or not in one of our output folders: never touched
         p.write_bytes(b"user")
+    live = faces / ".z.png.00112233aabb.tmp"  # another run writing into the same folder right now: kept
+    live.write_bytes(b"")
+    old = time.time() - 3600
+    for p in left:
+        os.utime(p, (old, old))
     code, _, err = _restore(["-i", str(FACE), "-o", str(tmp_path), "--has_aligned", "--model", str(tiny), "-q",
                              "--skip-existing"])
     assert code == 0, err
     assert not any(p.exists() for p in left) and all(p.read_bytes() == b"user" for p in kept)
-    assert "removed 2 unfinished temporary file(s)" in err and (faces / FACE.name).is_file()
+    assert "removed 2 unfinished temporary file(s)" in err and (faces / FACE.name).is_file() and live.exists()
     left[0].write_bytes(b"")
+    os.utime(left[0], (old, old))
     code, out, err = _restore(["-i", str(FACE), "-o", str(tmp_path), "--has_aligned", "--model", str(tiny), "-q",
                                "--skip-existing"])  # nothing to restore: the leftover goes all the same
     assert code == 0 and "1 already done" in out and not left[0].exists(), (out, err)

@@ -179,6 +179,13 @@ def test_convert_realesrgan_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing.param" in err
     assert main(["convert-realesrgan", "--model", "nope", "--out", str(tmp_path / "y")]) == 2
+    # a converted folder may be converted into again; a folder of other files is refused, nothing overwritten
+    assert main(["convert-realesrgan", "--model", "realesr-animevideov3", "--out", str(tmp_path / "m")]) == 0
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / rr.CONFIG_FILE).write_text("mine")
+    capsys.readouterr()
+    assert main(["convert-realesrgan", "--model", "realesr-animevideov3", "--out", str(tmp_path / "z")]) == 2
+    assert (tmp_path / "z" / rr.CONFIG_FILE).read_text() == "mine" and "holds other files" in capsys.readouterr().err
 
 
 def test_onnx_export_dynamic_size(tmp_path):
@@ -314,7 +321,15 @@ def test_evaluate_model_reports_realesrgan(tmp_path, tiny_pipe):
     data = json.loads((tmp_path / "rep" / "r.json").read_text())
     rows = {m["name"]: m["summary"]["PSNR"] for m in data["methods"]}
     assert rows["Real-ESRGAN (realesr-animevideov3)"] == pytest.approx(report.methods[1].summary["PSNR"])
-    assert sorted(p.name for p in (tmp_path / "rep" / "realesrgan").iterdir()) == ["img0.png", "img1.png"]
+    assert sorted(p.name for p in (tmp_path / "rep" / "realesrgan").iterdir() if not p.name.startswith(".")) == [
+        "img0.png", "img1.png"]
+    # a realesrgan/ folder of the user's own pictures beside the report is refused, not written into
+    mine = tmp_path / "mine"
+    (mine / "realesrgan").mkdir(parents=True)
+    (mine / "realesrgan" / "img0.png").write_bytes(b"mine")
+    rc = main(["eval", "--pred", str(out / "restored"), "--gt", str(out / "bench" / "hq"), "--metrics", "psnr",
+               "--realesrgan", "--realesrgan-weights", str(weights), "--out", str(mine / "r.json")])
+    assert rc != 0 and (mine / "realesrgan" / "img0.png").read_bytes() == b"mine"
     assert main(["eval", "--pred", str(out / "restored"), "--metrics", "psnr", "--realesrgan"]) == 2
 
 

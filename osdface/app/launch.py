@@ -91,8 +91,8 @@ def prepare(argv: list[str] | None = None):
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("error: the demo needs gradio: pip install -r requirements-app.txt (see the README's "
-              "Demo section)", file=sys.stderr)
+        print("error: the demo needs gradio: pip install -r requirements-app.txt (see "
+              "docs/demo.md)", file=sys.stderr)
         return 2
     from ..weights import MissingWeightsError
     from .restorer import DemoInputError, DemoRestorer

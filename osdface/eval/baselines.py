@@ -30,6 +30,10 @@ def realesrgan_label(upsampler) -> str:
     return "Real-ESRGAN x4plus" if name == "realesrgan-x4plus" else f"Real-ESRGAN ({name})"
 
 
+#: marks a folder of Real-ESRGAN outputs written by :func:`realesrgan_outputs` (which may write into it again)
+OUTPUT_MARKER = ".osdface-realesrgan"
+
+
 def realesrgan_outputs(bench: str | os.PathLike, out_dir: str | os.PathLike, names=None, *, upsampler=None,
                        weights=None, device=None, tile: int | None = 192,
                        log: Callable[[str], None] | None = None) -> dict[str, Path]:
@@ -62,7 +66,11 @@ def realesrgan_outputs(bench: str | os.PathLike, out_dir: str | os.PathLike, nam
         from ..networks.rrdbnet import RealESRGANUpsampler
 
         upsampler = RealESRGANUpsampler(weights=weights, device=device, tile=tile)
+    # a folder of someone else's pictures is never written into: only an empty one, or one this function made
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUT_MARKER).is_file():
+        raise EvalInputError(f"{out} holds files this evaluation did not write; move them or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).touch()
     paths = {}
     for i, name in enumerate(names):
         hq = image_io.as_rgb_uint8(image_io.load_image(bench / "hq" / f"{name}.png"))

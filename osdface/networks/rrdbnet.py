@@ -404,6 +404,14 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def _is_ours(folder: Path) -> bool:
+    """A folder this converter wrote (its config names our format), which a new conversion may replace."""
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def convert_realesrgan(model: str = DEFAULT_MODEL, out_dir: str | os.PathLike | None = None) -> Path:
     """Convert an ncnn Real-ESRGAN model into a folder (``model.safetensors``, float16 as in the ncnn file, and
     ``config.json``) and return the folder. ``model``: a name of :data:`MODELS` (read from the installed wheel) or a
@@ -417,6 +425,8 @@ def convert_realesrgan(model: str = DEFAULT_MODEL, out_dir: str | os.PathLike | 
     out = default_realesrgan_dir(name) if out_dir is None else Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_ours(out):
+        raise ValueError(f"{out} exists and holds other files; choose a new folder (a converted folder is replaced)")
     out.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "model": name, **config, "input": "(B, 3, H, W) RGB in [0, 1]",
               "output": f"(B, 3, {config['scale']}H, {config['scale']}W) RGB, clamp to [0, 1]",
