@@ -64,8 +64,9 @@ from .faces.color import COLOR_FIX_METHODS
 
 MODES = ("auto", "aligned", "photo")
 BACKENDS = ("torch", "onnx")
-# --backend auto on a CPU: ONNX Runtime starts in ≈ 0.9 s and takes ≈ 0.30 s per extra face, torch (bf16) ≈ 6 s
-# (importing torch and diffusers) and ≈ 0.17 s per face (benchmarks/startup.py; README): ONNX wins below ≈ 40 faces
+# --backend auto on a CPU: ONNX Runtime starts at once but runs fp32; torch first pays seconds of imports (torch,
+# diffusers), then runs bf16 where the CPU has it. The cut-off is where torch's start is paid back;
+# benchmarks/startup.py measures both backends (benchmarks/results/startup.json)
 AUTO_ONNX_MAX_CROPS = 32
 AUTO_ONNX_MAX_PHOTOS = 4  # a photo may hold several faces
 
