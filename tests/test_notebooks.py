@@ -262,6 +262,18 @@ def named_paths(nb) -> set[str]:
     return {m.group(1) for cell in nb["cells"] for m in PATH_LIKE.finditer(source(cell))}
 
 
+def _tracked_top_level() -> set[str]:
+    """The checkout's top-level entries that are part of the repository (git's tracked files), not what a run left
+    there (the README's out/, a built site/): those are outputs a notebook may name too."""
+    import subprocess
+
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return {line.split("/")[0] for line in files.splitlines() if line and not line.startswith(".")}
+    except (OSError, subprocess.CalledProcessError):
+        return {p.name for p in REPO.iterdir() if not p.name.startswith(".")}
+
+
 def test_every_path_a_handout_notebook_names_exists_in_the_handout(tmp_path):
     """A path that names part of the repository (its first component is a top-level entry of the checkout, or the
     teacher's files) exists in the handout ``make_students.py --out`` writes, or in the installed package."""
@@ -269,7 +281,7 @@ def test_every_path_a_handout_notebook_names_exists_in_the_handout(tmp_path):
 
     out = tmp_path / "handout"
     assert make_students.main(["--out", str(out)]) == 0
-    repo_entries = {p.name for p in REPO.iterdir() if not p.name.startswith(".")}
+    repo_entries = _tracked_top_level()
     package = Path(osdface.__file__).resolve().parent
     checked, missing = 0, []
     for nb_path in sorted(out.glob("*.ipynb")):

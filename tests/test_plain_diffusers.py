@@ -25,7 +25,9 @@ CHILD = textwrap.dedent("""
             if name == "osdface" or name.startswith("osdface."):
                 raise ImportError("osdface is blocked in this process")
     sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".") and not p.startswith(sys.argv[3])]
+    import os
+    # the checkout itself off the path (not what lies inside it: the README's venv is the checkout's .venv)
+    sys.path = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != sys.argv[3]]
     try:
         import osdface
         raise SystemExit("osdface was importable")
