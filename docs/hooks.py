@@ -1,6 +1,6 @@
 """MkDocs hook: the benchmark pages' numbers and charts, rendered from ``benchmarks/results/`` at build time.
 
-A page asks for a result with a marker line ``<!-- results: KIND -->`` (KIND: gpu, detectors, ablation, other, screenshots);
+A page asks for a result with a marker line ``<!-- results: KIND -->`` (KIND: gpu, detectors, ablation, startup, other, screenshots);
 the marker is replaced by tables (and charts, written as generated SVG files) made from the result files, with the
 machine, the date (the file's own, else the date git last changed it) and the library versions that produced
 them. A number whose file records a torch older than the one ``requirements.txt`` pins is marked as such. A
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MARKER = re.compile(r"^<!-- results: ([a-z_]+) -->$", re.M)
-HANDLED = {"ablation.json", "ablation.md", "detectors.md"}  # + every GPU-speed .jsonl (see _gpu_files)
+HANDLED = {"ablation.json", "ablation.md", "detectors.md", "startup.json"}  # + every GPU-speed .jsonl (see _gpu_files)
 _charts: dict[str, bytes] = {}
 
 
@@ -292,9 +292,34 @@ def render_other() -> str:
     return "\n".join(parts)
 
 
+def render_startup() -> str:
+    """benchmarks/results/startup.json (``benchmarks/startup.py``): one table per measurement, with its load."""
+    p = RESULTS / "startup.json"
+    if not p.is_file():
+        return "*(No `benchmarks/results/startup.json` yet: `python benchmarks/startup.py` writes it.)*\n"
+    runs = json.loads(p.read_text(encoding="utf-8")).get("runs", {})
+    parts = []
+    for label, run in runs.items():
+        versions = run.get("versions") or {}
+        machine = run.get("machine") or {}
+        load = (run.get("load_average_before") or [None])[0]
+        parts.append(f"**{label}**: {machine.get('cpus', '?')} CPUs, load average {load} before the run, "
+                     f"median of {run.get('repeats', '?')}; {run.get('date', file_date(p))}; "
+                     + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+        parts.append(staleness(versions.get("torch")))
+        rows = [[name, _num(r.get("wall_s")), _num(r.get("cpu_s"))] for name, r in (run.get("rows") or {}).items()]
+        marginal = run.get("marginal_per_face") or {}
+        if marginal:
+            rows.append(["marginal per extra face", _num(marginal.get("wall_s")), _num(marginal.get("cpu_s"))])
+        parts.append(table(["command", "wall s", "CPU s"], rows))
+    return "\n".join(parts) or "No measurement in the file.\n"
+
+
 SCREENSHOTS = {"app_initial.png": "The page as it opens", "app_photo.png": "A group photo restored",
                "app_aligned.png": "An aligned 64 px face at strength 0.5", "app_error.png": "An oversize upload refused",
-               "app_mobile.png": "On a phone"}
+               "app_mobile.png": "On a phone", "app_phone_first_screen.png": "A phone's first screen: upload and button",
+               "app_photo_progress.png": "During a run: face k of n",
+               "app_video_progress.png": "During a video run: frame k of n"}
 
 
 def artifacts_dir() -> Path:
@@ -307,12 +332,12 @@ def render_screenshots() -> str:
         return ("*(No screenshots in this build: they are made by `tests/test_app.py`'s browser test, which `.ci/run` "
                 "runs before building the site.)*\n")
     # the page that asks for them (demo.md) is at the top of docs/
-    return "\n".join(f"![{SCREENSHOTS[n]}](assets/generated/{n}){{ width=\"{320 if 'mobile' in n else 640}\" }}"
+    return "\n".join(f"![{SCREENSHOTS[n]}](assets/generated/{n}){{ width=\"{320 if 'mobile' in n or 'phone' in n else 640}\" }}"
                       f"\n\n*{SCREENSHOTS[n]}.*\n" for n in found)
 
 
 RENDERERS = {"screenshots": render_screenshots, "gpu": render_gpu, "detectors": render_detectors,
-             "ablation": render_ablation, "other": render_other}
+             "ablation": render_ablation, "other": render_other, "startup": render_startup}
 
 
 # ------------------------------------------------------------------------------------------------ MkDocs events
