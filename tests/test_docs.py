@@ -146,9 +146,21 @@ def test_benchmark_pages_print_numbers_only_from_files_and_say_when_they_are_old
     (tmp_path / "x.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
     assert "Older than the pins" not in hooks.RENDERERS["gpu"]()
     # a file no page knows yet still appears, with what it records about where and when it was measured
-    (tmp_path / "startup.json").write_text('{"machine": "CPU Y", "date": "2027-01-02", "versions": {"torch": "1.0"},'
+    (tmp_path / "unknown.json").write_text('{"machine": "CPU Y", "date": "2027-01-02", "versions": {"torch": "1.0"},'
                                            ' "rows": [{"command": "osdface --help", "seconds": 0.5}]}')
     (tmp_path / "notes.md").write_text("# Notes\n\nMeasured with onnxruntime 1.0.0 and numpy 99.0.\n")
     text = hooks.RENDERERS["other"]()
     assert "onnxruntime 1.0.0 (pinned now" in text and "numpy 99.0 (pinned" not in text  # newer is not older
     assert "CPU Y" in text and "2027-01-02" in text and "osdface --help" in text and "Older than the pins" in text
+
+
+def test_startup_page_prints_each_measurement_with_its_load(tmp_path):
+    hooks = _hooks(tmp_path)
+    assert "No `benchmarks/results/startup.json`" in hooks.RENDERERS["startup"]()
+    (tmp_path / "startup.json").write_text(
+        '{"runs": {"quiet": {"date": "2027-01-02", "machine": {"cpus": 2}, "versions": {"torch": "1.0"}, "repeats": 5,'
+        ' "load_average_before": [0.4, 0.5, 0.6], "rows": {"restore 1 face": {"wall_s": 1.01, "cpu_s": 1.68}},'
+        ' "marginal_per_face": {"wall_s": 0.305, "cpu_s": 0.6}}}}')
+    text = hooks.RENDERERS["startup"]()
+    assert "**quiet**" in text and "load average 0.4" in text and "| restore 1 face | 1.01 |" in text
+    assert "marginal per extra face" in text and "Older than the pins" in text
