@@ -223,3 +223,19 @@ def test_the_lora_files_are_fetched_into_a_hub_snapshot(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(fetched.lora_A, local.lora_A))
     with pytest.raises(FileNotFoundError):
         UNetLoRA.from_pretrained(tmp_path / "nowhere" / "unet_lora")
+
+
+def test_bundled_model_index_is_what_the_writer_writes_today(tmp_path):
+    """The bundled nano's model_index.json is the writer's current output (a stale index would still load through
+    defaults, so compare it): run the writer on a folder holding the bundled configs alone."""
+    from osdface.configs import OSDFaceConfig
+    from osdface.remote_code import write_remote_code
+
+    (tmp_path / "vre").mkdir()
+    for rel in ("osdface_config.json", "unet/config.json", "vae/config.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((BUNDLED_NANO / rel).read_bytes())
+    assert write_remote_code(tmp_path, OSDFaceConfig.load(BUNDLED_NANO))
+    want = json.loads((tmp_path / "model_index.json").read_text())
+    assert json.loads((BUNDLED_NANO / "model_index.json").read_text()) == want, \
+        "regenerate: osdface.remote_code.write_remote_code(BUNDLED_NANO, OSDFaceConfig.load(BUNDLED_NANO))"
