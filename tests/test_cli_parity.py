@@ -47,7 +47,7 @@ def test_the_command_line_has_every_control_of_the_demo_with_its_default():
     args = parser.parse_args(["restore", "-i", "x", "-o", "y"])
     cli = {"upscale": args.upscale, "color_fix_method": args.color_fix, "fidelity": args.fidelity,
            "only_center_face": args.only_center_face, "model": args.model, "dtype": args.dtype,
-           "latent_mode": args.latent_mode or "mode", "seed": args.seed}
+           "latent_mode": args.latent_mode or "mode", "seed": args.seed, "bg_upsampler": args.bg_upsampler}
     demo["dtype"] = demo["dtype"] or "auto"  # (the demo's None: its default dtype, "auto")
     assert cli == demo
     short = parser.parse_args(["restore", "-i", "x", "-o", "y", "--fidelity", "0.7", "-s", "1.5"])

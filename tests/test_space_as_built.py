@@ -117,7 +117,8 @@ def test_space_restores_a_whole_photo_with_the_detector_its_page_names(space_app
     assert len(named) == 1, f"the Space README should name one face detector, it names {named}"
     client = Client(url, verbose=False)
     _, gallery, png, info = client.predict(handle_file(str(REPO / "examples" / "group_photo.jpg")), "auto", 1, 1.0,
-                                           "none", False, None, "auto", "mode", 114, api_name="/restore")
+                                           "none", False, None, "auto", "mode", 114, "lanczos",
+                                           api_name="/restore")
     assert "whole photo" in info and f"found by {named[0]}" in info, info
     found = int(info.split(" face(s) found")[0].split("· ")[-1])
     assert found >= 4 and len(gallery) == 2 * found, info

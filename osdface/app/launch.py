@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest accepted upload in pixels (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--max-file-size", default="50mb", help="largest accepted upload file (default 50mb)")
+    p.add_argument("--bg-upsampler", action="append", default=None, dest="bg_upsamplers",
+                   choices=("lanczos", "realesrgan"),
+                   help="a background upsampler to offer for enlarged photos (repeat for several; default: lanczos, "
+                        "plus realesrgan on a GPU when its weights are installed: on a CPU it takes minutes per "
+                        "megapixel)")
     p.add_argument("--detector", default="auto", choices=DETECTOR_NAMES,
                    help="face detector for whole photos (auto: the best one that runs here without a download)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
@@ -101,7 +106,7 @@ def prepare(argv: list[str] | None = None):
     try:
         restorer = DemoRestorer(args.model, device=args.device, dtype=args.dtype, detector=args.detector,
                                 models=tuple(extra), allow_custom_models=allow_custom, max_pixels=args.max_pixels,
-                                backend=args.backend)
+                                backend=args.backend, bg_upsamplers=args.bg_upsamplers)
     except (MissingWeightsError, DemoInputError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("osdface.app")
 
+#: the whole-photo background upsamplers the demo can offer, with their labels on the page (``bg_upsamplers`` of
+#: :class:`DemoRestorer`: Lanczos always; Real-ESRGAN x4plus on a GPU, or where the server asks for it)
+BG_LABELS = {"lanczos": "Lanczos (fast)", "realesrgan": "Real-ESRGAN x4plus (learned)"}
 #: the whole-photo rescale factor the demo accepts (any value in between, e.g. 1.5)
 UPSCALE_RANGE = (1.0, 4.0)
 UPSCALES = (1, 2, 3, 4)  # the whole factors (kept for callers that list choices)
@@ -63,8 +66,14 @@ VIDEO_SECONDS = _video_seconds(os.environ.get("OSDFACE_VIDEO_SECONDS"))
 #: largest accepted video frame (a 1080p frame is 2.1 MP)
 VIDEO_MAX_PIXELS = 1920 * 1088
 
-__all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "DemoVideoResult", "VIDEO_SECONDS", "choose_mode", "default_model",
+__all__ = ["DemoRestorer", "DemoResult", "DemoRequest", "DemoInputError", "DemoVideoResult", "VIDEO_SECONDS", "BG_LABELS", "choose_mode", "default_model",
            "BUNDLED_NANO", "MODES", "DTYPES", "LATENT_MODES", "UPSCALES", "UPSCALE_RANGE", "DEFAULT_MAX_PIXELS"]
+
+
+def _realesrgan_available() -> bool:
+    from ..networks.rrdbnet import realesrgan_available
+
+    return realesrgan_available()
 
 
 def reporter(progress):
@@ -148,6 +157,7 @@ class DemoRequest:
     dtype: str = "fp32"
     latent_mode: str = "mode"
     seed: int = 114
+    bg_upsampler: str = "lanczos"
 
     def group(self) -> tuple:
         """Requests with the same group can share one model call."""
@@ -160,13 +170,17 @@ class DemoRestorer:
     ``models``: extra model folders / Hub ids offered next to the default (the bundled nano is always offered).
     ``allow_custom_models``: also accept any other folder or Hub id typed by the user (off for public servers:
     it reads the server's disk and downloads arbitrary repos). ``cache_size``: how many non-default
-    (model, dtype) pipelines stay loaded.
+    (model, dtype) pipelines stay loaded. ``bg_upsamplers``: the background upsamplers offered for enlarged whole
+    photos (names of :data:`BG_LABELS`); None: Lanczos, plus Real-ESRGAN x4plus when the device is a GPU and its
+    weights are installed (on a CPU it takes minutes per megapixel: a server opts in by naming it).
+    ``bg_tile``: Real-ESRGAN's tile size in input pixels (bounded memory).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device | None = "auto",
                  dtype: str = "auto", detector: str | FaceDetector = "auto", models: tuple[str, ...] = (),
                  allow_custom_models: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 output_dir: str | os.PathLike | None = None, cache_size: int = 1, backend: str = "torch"):
+                 output_dir: str | os.PathLike | None = None, cache_size: int = 1, backend: str = "torch",
+                 bg_upsamplers: tuple[str, ...] | None = None, bg_tile: int = 192):
         # backend "onnx": the models are `osdface export-onnx` folders run by ONNX Runtime (no torch needed)
         self.backend = backend
         try:
@@ -187,12 +201,51 @@ class DemoRestorer:
         if backend == "onnx":
             self.device = self._default_pipe.device  # where ONNX Runtime runs ("cpu"/"cuda", with .type)
         self.detector = detector if isinstance(detector, FaceDetector) else get_detector(detector)
+        self.bg_tile = int(bg_tile)
+        self.bg_upsamplers = self._offered_bg_upsamplers(bg_upsamplers)
         self._detect_lock = threading.Lock()
         self._own_output = output_dir is None
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="osdface-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     # ----------------------------------------------------------------------------------------------- models
+    def _offered_bg_upsamplers(self, names) -> list[str]:
+        if names is None:
+            auto = self.backend == "torch" and self.device.type == "cuda" and _realesrgan_available()
+            return ["lanczos", "realesrgan"] if auto else ["lanczos"]
+        names = list(dict.fromkeys(str(n) for n in names)) or ["lanczos"]
+        for name in names:
+            if name not in BG_LABELS:
+                raise DemoInputError(f"unknown background upsampler {name!r}; use one of {', '.join(BG_LABELS)}")
+        if "realesrgan" in names:
+            if self.backend != "torch":
+                raise DemoInputError("the Real-ESRGAN background needs the torch backend")
+            if not _realesrgan_available():
+                from ..networks.rrdbnet import INSTALL_HINT
+
+                raise DemoInputError(f"the Real-ESRGAN background's weights are missing: {INSTALL_HINT}")
+        return names
+
+    def bg_upsampler(self, name: str, report=None):
+        """The background upsampler ``name`` as ``restore_image`` takes it; Real-ESRGAN is loaded once (on first
+        use) and reports "background tile k of n" through ``report(fraction, desc=...)`` when given."""
+        if name != "realesrgan":
+            return None  # Lanczos, restore_image's default
+        from ..faces.photo import get_bg_upsampler
+
+        try:
+            up = get_bg_upsampler("realesrgan", device=str(self.device), tile=self.bg_tile)
+        except (MissingWeightsError, ValueError, OSError) as err:
+            raise DemoInputError(f"Real-ESRGAN background: {str(err).splitlines()[0]}") from None
+        if report is None:
+            return up
+
+        def with_progress(img, scale):
+            return up(img, scale, progress=lambda done, total: report(
+                0.85 + 0.05 * done / max(total, 1), desc=f"enlarging the background: tile {min(done + 1, total)} "
+                                                         f"of {total}"))
+        return with_progress
+
     def _resolve_dtype(self, dtype: str | None) -> str:
         dtype = dtype or "auto"
         if dtype not in DTYPES:
@@ -286,7 +339,8 @@ class DemoRestorer:
     # ------------------------------------------------------------------------------------------------ run
     def request(self, image, *, mode: str = "auto", upscale: float = 1, color_fix_method: str = "none",
                 fidelity: float = 1.0, only_center_face: bool = False, model: str | None = None,
-                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114) -> DemoRequest:
+                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114,
+                bg_upsampler: str = "lanczos") -> DemoRequest:
         """Check an upload and the options (everything that can be checked before the model runs) and decode the
         image: a :class:`DemoRequest`, or :class:`DemoInputError` with one line for the user."""
         if mode not in MODES:
@@ -295,6 +349,10 @@ class DemoRestorer:
             raise DemoInputError(f"unknown colour fix {color_fix_method!r}; use one of {', '.join(COLOR_FIX_METHODS)}")
         if latent_mode not in LATENT_MODES:
             raise DemoInputError(f"unknown latent mode {latent_mode!r}; use one of {', '.join(LATENT_MODES)}")
+        bg_upsampler = bg_upsampler or "lanczos"
+        if bg_upsampler not in self.bg_upsamplers:
+            raise DemoInputError(f"background upsampler {bg_upsampler!r} is not offered by this demo; choose one of: "
+                                 + ", ".join(self.bg_upsamplers))
         if latent_mode == "sample" and self.backend == "onnx":
             raise DemoInputError("a sampled latent needs the torch backend (the ONNX graphs compute its mode)")
         try:
@@ -316,7 +374,8 @@ class DemoRestorer:
             self._check_output_size(name, w, h, upscale)
         return DemoRequest(rgb=rgb, name=name, mode=mode, upscale=int(upscale) if upscale.is_integer() else upscale,
                            color_fix=color_fix_method, fidelity=fidelity, only_center_face=bool(only_center_face),
-                           model=model_name, dtype=dtype_name, latent_mode=latent_mode, seed=seed)
+                           model=model_name, dtype=dtype_name, latent_mode=latent_mode, seed=seed,
+                           bg_upsampler=bg_upsampler)
 
     @staticmethod
     def _check_output_size(name: str, w: int, h: int, upscale: float) -> None:
@@ -342,13 +401,14 @@ class DemoRestorer:
 
     def restore(self, image, *, mode: str = "auto", upscale: float = 1, color_fix_method: str = "none",
                 fidelity: float = 1.0, only_center_face: bool = False, model: str | None = None,
-                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114, progress=None) -> DemoResult:
+                dtype: str | None = None, latent_mode: str = "mode", seed: int = 114,
+                bg_upsampler: str = "lanczos", progress=None) -> DemoResult:
         """Restore an upload. ``progress(fraction, desc)`` is called between steps when given."""
         report = reporter(progress)
         report(0.0, desc="checking the image")
         req = self.request(image, mode=mode, upscale=upscale, color_fix_method=color_fix_method, fidelity=fidelity,
                            only_center_face=only_center_face, model=model, dtype=dtype, latent_mode=latent_mode,
-                           seed=seed)
+                           seed=seed, bg_upsampler=bg_upsampler)
         return self.restore_batch([req], progress=progress)[0]
 
     def restore_batch(self, requests: list[DemoRequest], progress=None) -> list[DemoResult]:
@@ -393,12 +453,16 @@ class DemoRestorer:
                 out = [restore_image(counted, req.rgb, mode=req.mode, faces=detected[members[0]],
                                      upscale=req.upscale, only_center_face=req.only_center_face,
                                      color_fix=req.color_fix, fidelity=req.fidelity, latent_mode=latent_mode,
-                                     generator=generator, batch_size=1 if pipe.device.type == "cpu" else 4)]
+                                     generator=generator, batch_size=1 if pipe.device.type == "cpu" else 4,
+                                     bg_upsampler=self.bg_upsampler(req.bg_upsampler,
+                                                                    report if progress is not None else None))]
             else:
                 out = restore_many(pipe, [dict(image=requests[i].rgb, mode=requests[i].mode, faces=detected[i],
                                                upscale=requests[i].upscale, color_fix=requests[i].color_fix,
                                                fidelity=requests[i].fidelity,
-                                               only_center_face=requests[i].only_center_face) for i in members],
+                                               only_center_face=requests[i].only_center_face,
+                                               bg_upsampler=self.bg_upsampler(requests[i].bg_upsampler))
+                                          for i in members],
                                    latent_mode=latent_mode, generator=generator)
             elapsed = time.perf_counter() - t0
             n_faces = sum(len(r.faces) for r in out) or 1
@@ -437,7 +501,11 @@ class DemoRestorer:
         out_w, out_h = result.image.size
         size_part = f"{w}×{h} → {out_w}×{out_h}"
         if result.mode == "photo":
-            size_part += f" (rescaled ×{req.upscale:g}, Lanczos background)" if req.upscale != 1 else " (not rescaled)"
+            if req.upscale == 1:
+                size_part += " (not rescaled" + (", so Real-ESRGAN had nothing to enlarge)"
+                                                 if req.bg_upsampler == "realesrgan" else ")")
+            else:
+                size_part += f" (rescaled ×{req.upscale:g}, {BG_LABELS[req.bg_upsampler].split(' (')[0]} background)"
         parts = [result.reason,
                  (f"{len(faces)} face(s) found by {self.detector_label()}, {n_faces} restored" if faces is not None
                   else "1 face restored"),

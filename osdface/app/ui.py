@@ -13,7 +13,7 @@ The API endpoint is ``/restore`` (Gradio 6 names it after the function)::
 
     from gradio_client import Client, handle_file
     Client("http://127.0.0.1:7860").predict(handle_file("face.png"), "auto", 1, 1.0, "none", False,
-                                            MODEL, "auto", "mode", 114, api_name="/restore")
+                                            MODEL, "auto", "mode", 114, "lanczos", api_name="/restore")
 
 It returns (before/after pair, face crops, PNG path, info). A request the demo refuses (not an image, too large, an
 option out of range) fails with one line (``gradio_client`` raises ``AppError``); in the page it is stopped before
@@ -36,7 +36,7 @@ import gradio as gr
 
 from ..faces.color import COLOR_FIX_METHODS
 from .defaults import DTYPES, LATENT_MODES
-from .restorer import MODES, UPSCALE_RANGE, VIDEO_SECONDS, DemoInputError, DemoRestorer
+from .restorer import BG_LABELS, MODES, UPSCALE_RANGE, VIDEO_SECONDS, DemoInputError, DemoRestorer
 
 logger = logging.getLogger("osdface.app")
 
@@ -136,6 +136,15 @@ def example_labels() -> list[str]:
     return [label for name, label in EXAMPLE_FILES.items() if (EXAMPLES_DIR / name).is_file()]
 
 
+def bg_help(restorer: DemoRestorer) -> str:
+    """What the background choice does, and what it costs on this server."""
+    cost = ("it runs on this server's GPU" if restorer.device.type == "cuda" else
+            "on this server's CPU it takes minutes per megapixel")
+    return ("Lanczos: a plain resize, instant. Real-ESRGAN x4plus: a learned upsampler (the one GFPGAN and "
+            f"CodeFormer use) that draws texture into hair, fabric and foliage; {cost}. The faces are "
+            "restored by OSDFace either way; at ×1 nothing is enlarged.")
+
+
 def model_summary(restorer: DemoRestorer) -> str:
     """One line under the title (Markdown): which model runs and what finds the faces; the rest folds away
     (:func:`model_note`), so that on a phone the upload and the Restore button stay in the first screen."""
@@ -188,10 +197,12 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
     batch = (restorer.device.type == "cuda") if batch is None else bool(batch)
     batch = batch and max_batch_size > 1
 
-    def to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed):
+    def to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed,
+                   bg_upsampler="lanczos"):
         return restorer.request(image, mode=mode, upscale=upscale, fidelity=fidelity, color_fix_method=color_fix,
                                 only_center_face=bool(only_center_face), model=model or None, dtype=dtype or None,
-                                latent_mode=latent_mode, seed=seed if seed is not None else 114)
+                                latent_mode=latent_mode, seed=seed if seed is not None else 114,
+                                bg_upsampler=bg_upsampler or "lanczos")
 
     def outputs_of(result):
         return (result.before, result.after), result.faces, str(result.png), result.info
@@ -213,24 +224,24 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
 
     @gpu
     def restore(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed,
-                progress=gr.Progress(track_tqdm=True)):
+                bg_upsampler="lanczos", progress=gr.Progress(track_tqdm=True)):
         """Restore the faces of an image (an aligned face crop or a whole photo)."""
         try:
             req = to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype,
-                             latent_mode, seed)
+                             latent_mode, seed, bg_upsampler)
             return outputs_of(restorer.restore_batch([req], progress=progress)[0])
         except Exception as err:  # noqa: BLE001
             raise failed(err, [image]) from None
 
     @gpu
     def restore_batched(images, modes, upscales, fidelities, color_fixes, only_center_faces, models, dtypes,
-                        latent_modes, seeds):
+                        latent_modes, seeds, bg_upsamplers):
         """Restore the faces of several queued images at once (each list holds one value per request). A request
         that is refused gets its reason in its own info box and empty results; when every request of the call is
         refused, the call fails (so a lone bad request fails as it does without batching)."""
         reqs, refused = [], {}
         for i, args in enumerate(zip(images, modes, upscales, fidelities, color_fixes, only_center_faces, models,
-                                     dtypes, latent_modes, seeds)):
+                                     dtypes, latent_modes, seeds, bg_upsamplers)):
             try:
                 reqs.append(to_request(*args))
             except DemoInputError as err:
@@ -257,22 +268,24 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             return (f"⚠ {err}", *cleared)
 
     def precheck(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed,
-                 randomize):
+                 bg_upsampler, randomize):
         """Before a restoration is queued: a new seed when asked; a request the demo refuses is stopped here (it
         never waits in the queue), and :func:`explain_failure` writes the reason into the info box."""
         if randomize and latent_mode == "sample":
             seed = random.randint(0, MAX_SEED)
         try:
-            to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed)
+            to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed,
+                       bg_upsampler)
         except DemoInputError as err:
             raise gr.Error(str(err), print_exception=False) from None
         return seed, "Restoring…"
 
     def explain_failure(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode,
-                        seed):
+                        seed, bg_upsampler):
         """After a refused or failed restoration: the reason in the info box (it stays there), empty results."""
         try:
-            to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed)
+            to_request(image, mode, upscale, fidelity, color_fix, only_center_face, model, dtype, latent_mode, seed,
+                       bg_upsampler)
             message = errors.pop(str(image), None) or "restoration failed (the server log has the details)"
         except DemoInputError as err:
             message = str(err)
@@ -326,8 +339,12 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                                               "0 = your input unchanged.", elem_id="fidelity")
                     upscale = gr.Slider(UPSCALE_RANGE[0], UPSCALE_RANGE[1], value=1.0, step=0.25,
                                         label="Rescale whole photos (×)",
-                                        info="the background is enlarged with Lanczos, the faces are restored at full "
-                                             "resolution; aligned crops keep the model's size", elem_id="upscale")
+                                        info="the background is enlarged (see Background), the faces are restored "
+                                             "at full resolution; aligned crops keep the model's size",
+                                        elem_id="upscale")
+                    bg_upsampler = gr.Radio([(BG_LABELS[b], b) for b in restorer.bg_upsamplers], value="lanczos",
+                                            label="Background (when rescaled)", info=bg_help(restorer),
+                                            visible=len(restorer.bg_upsamplers) > 1, elem_id="bg-upsampler")
                     with gr.Row():
                         color_fix = gr.Dropdown(list(COLOR_FIX_METHODS), value="none", label="Colour fix",
                                                 info="pull the restored colours toward the input's")
@@ -379,7 +396,8 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                                          interactive=False)
                     video_info = gr.Textbox(label="Info", interactive=False, lines=3, elem_id="video-info",
                                             value="Upload a short clip, then press Restore video.")
-        inputs = [image, mode, upscale, fidelity, color_fix, only_center, model, dtype, latent_mode, seed]
+        inputs = [image, mode, upscale, fidelity, color_fix, only_center, model, dtype, latent_mode, seed,
+                  bg_upsampler]
         results = [slider, gallery, png]
         image.change(check_upload, inputs=[image, mode], outputs=[info, *results], api_visibility="private",
                      queue=False)

@@ -521,7 +521,7 @@ def _ramp(n: int, band: float, device) -> torch.Tensor:
 
 
 def tiled_upscale(net: nn.Module, x: torch.Tensor, *, tile: int | None = 192, overlap: int = 16,
-                  batch_size: int = 1, out: str = "float") -> torch.Tensor:
+                  batch_size: int = 1, out: str = "float", progress=None) -> torch.Tensor:
     """``net`` (x ``net.scale``) on (1, 3, H, W) in [0, 1], ``tile`` x ``tile`` input pixels at a time.
 
     Each tile is run with ``overlap`` pixels of its neighbours (or of the mirrored photo at the edges) on every
@@ -531,7 +531,8 @@ def tiled_upscale(net: nn.Module, x: torch.Tensor, *, tile: int | None = 192, ov
     that as a seam on flat areas. A single pass (``tile`` None) mirrors the photo's edges the same way. Tiles are
     equal-sized and run ``batch_size`` at a time; memory is bounded by the tile plus one float32 canvas of the
     output. ``x`` sets device and dtype. ``out``: "float" ((1, 3, sH, sW) float32 in [0, 1]) or "uint8"
-    ((1, sH, sW, 3), rounded by image_io's rule). The result is on the CPU.
+    ((1, sH, sW, 3), rounded by image_io's rule). The result is on the CPU. ``progress(done, total)``: called with
+    the tiles done before each batch of tiles and once at the end (a long CPU run can be followed).
     """
     if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
         raise ValueError(f"expected one (1, 3, H, W) image, got {tuple(x.shape)}")
@@ -554,6 +555,8 @@ def tiled_upscale(net: nn.Module, x: torch.Tensor, *, tile: int | None = 192, ov
     step = max(1, int(batch_size))
     with torch.inference_mode():
         for k in range(0, len(boxes), step):
+            if progress is not None:
+                progress(k, len(boxes))
             chunk = boxes[k:k + step]
             inp = torch.cat([xp[:, :, i * th:i * th + th + 2 * p, j * tw:j * tw + tw + 2 * p] for i, j in chunk])
             res = net(inp).float().cpu()
@@ -561,6 +564,8 @@ def tiled_upscale(net: nn.Module, x: torch.Tensor, *, tile: int | None = 192, ov
                 ys, xs = slice(i * th * s, i * th * s + wh), slice(j * tw * s, j * tw * s + ww)
                 acc[:, ys, xs] += res[n] * mask
                 weight[ys, xs] += mask
+    if progress is not None:
+        progress(len(boxes), len(boxes))
     acc, weight = acc[:, p * s:(p + h) * s, p * s:(p + w) * s], weight[p * s:(p + h) * s, p * s:(p + w) * s]
     if out == "float":
         return acc.div_(weight).clamp_(0, 1)[None]
@@ -598,17 +603,23 @@ class RealESRGANUpsampler:
     def name(self) -> str:
         return str(getattr(self.net, "config", {}).get("model", "realesrgan"))
 
-    def enhance(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (sH, sW, 3) uint8 at the network's own scale (x4)."""
+    def tiles(self, width: int, height: int) -> int:
+        """How many tiles a ``width`` x ``height`` photo is cut into (what a progress report counts)."""
+        ny, nx, _, _ = _tile_grid(height, width, self.tile)
+        return ny * nx
+
+    def enhance(self, rgb: np.ndarray, progress=None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (sH, sW, 3) uint8 at the network's own scale (x4); ``progress(done, total)`` as
+        :func:`tiled_upscale` calls it."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
         x = x.to(device=self.device, dtype=self.dtype) / 255.0
         y = tiled_upscale(self.net, x, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
-                          out="uint8")
+                          out="uint8", progress=progress)
         return y[0].numpy()
 
-    def __call__(self, img, scale: float):
+    def __call__(self, img, scale: float, progress=None):
         import cv2
         from PIL import Image
 
@@ -618,7 +629,7 @@ class RealESRGANUpsampler:
         size = scaled_size(rgb.shape[1], rgb.shape[0], scale)
         if scale == 1:
             return Image.fromarray(rgb.copy())
-        big = self.enhance(rgb)
+        big = self.enhance(rgb, progress=progress)
         if big.shape[1::-1] != size:
             shrink = size[0] < big.shape[1]
             big = cv2.resize(big, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
