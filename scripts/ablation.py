@@ -11,7 +11,8 @@ term), ``full-no-vre`` (``full`` with an empty prompt instead of the VRE's: what
 (L2 + a term pulling the output's high frequencies toward Real-ESRGAN x4plus's output on the same LQ) and
 ``teacher+id`` (+ identity). The teacher arms train on a fixed pool of degraded training faces with precomputed
 Real-ESRGAN outputs (``--teacher-pool``, made by ``scripts/teacher_pool.py``: Real-ESRGAN costs seconds per face on
-a CPU), not on fresh degradations each step as the other arms do.
+a CPU), not on fresh degradations each step as the other arms do; ``pool-l2`` is ``l2`` on that same pool, so that
+the teacher term's effect is read against an arm that differs from it in that term only.
 
 The start (``OUT/start``): nano's stage-0 PatchVAE fitted here (closed form, seconds) and the bundled nano's stage-1
 VRE (encoder and dictionary; its prompt projector re-initialised, as stage 1 leaves it), so every arm trains its
@@ -51,8 +52,11 @@ ARMS = {
     "teacher": dict(identity_weight=0.0, gan_weight=0.0, edge_weight=0.0, teacher_weight=1.0),
     "teacher+id": dict(identity_weight=FULL["identity_weight"], identity_network="dlib", gan_weight=0.0,
                        edge_weight=0.0, teacher_weight=1.0),
+    # l2 on the teacher arms' fixed pool: their control (the pool, not the term, may explain a difference from l2)
+    "pool-l2": dict(identity_weight=0.0, gan_weight=0.0, edge_weight=0.0),
 }
 TEACHER_ARMS = ("teacher", "teacher+id")
+POOL_ARMS = (*TEACHER_ARMS, "pool-l2")  # the arms trained on --teacher-pool
 MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
 DEGRADATIONS = {"spec": None, "mild": MILD}
 METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
@@ -133,9 +137,12 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate-only", action="store_true")
     p.add_argument("--teacher-pool", default=None,
                    help="the teacher arms' data: a folder made by scripts/teacher_pool.py (hq/, lq/, teacher/)")
+    p.add_argument("--merge-into", type=Path, default=None, metavar="JSON",
+                   help="also add this run's arms to an earlier report.json (e.g. benchmarks/results/ablation.json; "
+                        "same steps, resolution and seed), keeping its other arms)")
     args = p.parse_args(argv)
-    if set(args.arms) & set(TEACHER_ARMS) and not args.evaluate_only and not args.teacher_pool:
-        p.error("the teacher arms need --teacher-pool (make it with scripts/teacher_pool.py)")
+    if set(args.arms) & set(POOL_ARMS) and not args.evaluate_only and not args.teacher_pool:
+        p.error("the teacher arms and pool-l2 need --teacher-pool (make it with scripts/teacher_pool.py)")
     import yaml
 
     extra = {k.strip(): yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -146,12 +153,32 @@ def main(argv=None) -> int:
     for name in args.arms:
         if not args.evaluate_only:
             print(f"== {name}: training {args.steps} steps", flush=True)
-            data = args.teacher_pool if name in TEACHER_ARMS else args.data
+            data = args.teacher_pool if name in POOL_ARMS else args.data
             train_arm(name, data, out, base, vre, args.steps, args.resolution, args.seed, extra)
         print(f"== {name}: evaluating", flush=True)
         results[name] = evaluate_arm(name, out / name / "final", args.data, out, args.seed)
-    write_table(results, out, args)
+    payload = write_table(results, out, args)
+    if args.merge_into is not None:
+        merge_into(args.merge_into, payload, args)
     return 0
+
+
+def merge_into(path: Path, payload: dict, args) -> None:
+    """Add ``payload``'s arms (and per-face values) to the report at ``path``; refuse another budget or seed."""
+    old = json.loads(path.read_text())
+    for key in ("steps", "resolution", "seed"):
+        if old.get(key) != payload[key]:
+            raise SystemExit(f"error: {path} has {key} {old.get(key)}, this run {payload[key]}: not comparable")
+    for name, rows in payload["arms"].items():
+        old["arms"][name] = rows
+        if name in payload.get("per_face", {}):
+            old.setdefault("per_face", {})[name] = payload["per_face"][name]
+    if "lq" in payload.get("per_face", {}) and "lq" not in old.get("per_face", {}):
+        old.setdefault("per_face", {})["lq"] = payload["per_face"]["lq"]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(old, indent=1) + "\n")
+    tmp.replace(path)
+    print(f"merged {', '.join(payload['arms'])} into {path}")
 
 
 def write_table(results: dict, out: Path, args) -> None:
@@ -187,6 +214,7 @@ def write_table(results: dict, out: Path, args) -> None:
     (out / "report.md").write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     print("\n".join(lines))
+    return payload
 
 
 def _fmt(v) -> str:

@@ -430,10 +430,11 @@ def test_client_restores_a_face_crop_and_a_photo(client):
     assert [Image.open(p).size for p in slider] == [(SIZE, SIZE)] * 2 and len(gallery) == 0
     assert "aligned crop" in info
 
-    slider, gallery, png, info = client.predict(*_args(PHOTO, upscale=1.5, fidelity=0.8), api_name="/restore")
+    # a client written before the background choice existed (10 arguments) still works: it gets Lanczos
+    slider, gallery, png, info = client.predict(*_args(PHOTO, upscale=1.5, fidelity=0.8)[:10], api_name="/restore")
     with Image.open(png) as im:
         assert (im.format, im.size) == ("PNG", (768, 576))
-    assert "whole photo" in info and "fidelity 0.8" in info and len(gallery) >= 2
+    assert "whole photo" in info and "fidelity 0.8" in info and len(gallery) >= 2 and "Lanczos background" in info
 
 
 @pytest.mark.parametrize("kind, message", [("text", "notes.txt: not an image"), ("huge", "huge.png: too large")])
