@@ -1,6 +1,7 @@
 """MkDocs hook: the benchmark pages' numbers and charts, rendered from ``benchmarks/results/`` at build time.
 
-A page asks for a result with a marker line ``<!-- results: KIND -->`` (KIND: gpu, detectors, ablation, startup, other, screenshots);
+A page asks for a result with a marker line ``<!-- results: KIND -->`` (KIND: gpu, detectors, ablation, startup, peers, other,
+screenshots);
 the marker is replaced by tables (and charts, written as generated SVG files) made from the result files, with the
 machine, the date (the file's own, else the date git last changed it) and the library versions that produced
 them. A number whose file records a torch older than the one ``requirements.txt`` pins is marked as such. A
@@ -20,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MARKER = re.compile(r"^<!-- results: ([a-z_]+) -->$", re.M)
-HANDLED = {"ablation.json", "ablation.md", "detectors.md", "startup.json"}  # + every GPU-speed .jsonl (see _gpu_files)
+HANDLED = {"ablation.json", "ablation.md", "detectors.md", "startup.json", "peers.json"}  # + every GPU-speed .jsonl (see _gpu_files)
 _charts: dict[str, bytes] = {}
 
 
@@ -315,6 +316,40 @@ def render_startup() -> str:
     return "\n".join(parts) or "No measurement in the file.\n"
 
 
+def render_peers() -> str:
+    """benchmarks/results/peers.json (``benchmarks/peers.py``): per degradation, every method's means and each model's
+    difference from Real-ESRGAN with its bootstrap interval; "better"/"worse" only where the interval excludes 0."""
+    p = RESULTS / "peers.json"
+    if not p.is_file():
+        return "*(No `benchmarks/results/peers.json` yet: `python benchmarks/peers.py --faces DIR` writes it.)*\n"
+    data = json.loads(p.read_text(encoding="utf-8"))
+    m = data.get("machine") or {}
+    parts = [f"From `benchmarks/results/{p.name}` ({data.get('date', file_date(p))}; {m.get('cpu', '?')}, "
+             f"{m.get('cores', '?')} cores, torch {m.get('torch', '?')}, osdface {data.get('osdface', '?')}; load "
+             f"average {data.get('load_average', ['?'])[0]} at the start). Command: `{data.get('command', '')}`.\n",
+             staleness(m.get("torch"))]
+    metrics = data.get("metrics") or []
+    lower_better = {"LMD", "Deg-dlib"}
+    for deg, rows in (data.get("results") or {}).items():
+        n = next(iter(rows.values())).get("faces", "?")
+        body = [[name] + [_num(r["mean"].get(x), 4) for x in metrics] for name, r in rows.items()]
+        parts.append(f"**Degradation: {deg}** ({n} validation faces)\n\n" + table(["method"] + metrics, body))
+        diffs = []
+        for name, r in rows.items():
+            for x, d in (r.get("minus_realesrgan") or {}).items():
+                lo, hi = d["ci95"]
+                if x == "HF-ratio" or x == "Grid":
+                    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "not different"
+                elif lo > 0 or hi < 0:
+                    verdict = "better" if (lo > 0) != (x in lower_better) else "worse"
+                else:
+                    verdict = "not different"
+                diffs.append([name, x, _num(d["mean"], 3), f"[{_num(lo, 3)}, {_num(hi, 3)}]", verdict])
+        if diffs:
+            parts.append(table(["model", "metric", "minus Real-ESRGAN", "95 % interval", "reading"], diffs))
+    return "\n".join(parts)
+
+
 SCREENSHOTS = {"app_initial.png": "The page as it opens", "app_photo.png": "A group photo restored",
                "app_aligned.png": "An aligned 64 px face at strength 0.5", "app_error.png": "An oversize upload refused",
                "app_mobile.png": "On a phone", "app_phone_first_screen.png": "A phone's first screen: upload and button",
@@ -337,7 +372,7 @@ def render_screenshots() -> str:
 
 
 RENDERERS = {"screenshots": render_screenshots, "gpu": render_gpu, "detectors": render_detectors,
-             "ablation": render_ablation, "other": render_other, "startup": render_startup}
+             "ablation": render_ablation, "other": render_other, "startup": render_startup, "peers": render_peers}
 
 
 # ------------------------------------------------------------------------------------------------ MkDocs events

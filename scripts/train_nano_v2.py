@@ -5,7 +5,14 @@
     python scripts/finalize_nano.py --model runs/nano-v2/final --baseline runs/v1/osdface-nano \
         --faces ../shared/data/faces --work runs/nano-v2-eval
 
-The run resumes from its checkpoints when restarted.
+The run resumes from its checkpoints when restarted. With ``--teacher-pool`` (a 512² pool of
+``scripts/teacher_pool.py``) the same recipe adds the Real-ESRGAN teacher term (``--teacher-weight``, high band only)
+and trains on that fixed pool instead of fresh degradations: the bundled model fine-tuned toward Real-ESRGAN's detail,
+a candidate for ``scripts/finalize_nano.py``:
+
+    python scripts/teacher_pool.py --data ../shared/data/faces --out ~/.cache/osdface/teacher_pool_512 --resolution 512
+    python scripts/train_nano_v2.py --start osdface/assets/osdface-nano --data ../shared/data/faces \
+        --teacher-pool ~/.cache/osdface/teacher_pool_512 --steps 600 --out runs/nano-teacher
 800 steps from v1 at 512², batch 1, lr 5e-5 (20 warm-up steps, cosine), seed 1, bf16 autocast: L2 + 0.2 identity (dlib)
 + 0.1 Sobel edge + 0.01 latent GAN (from step 100, ramped over 200 steps, every 4th step, discriminator lr 1e-4). The
 VAE decoder stays v1's (``--train-decoder`` trains its residual branch too: that run learned a 4-px pattern).
@@ -34,13 +41,17 @@ def main(argv=None) -> int:
                    help="the model to fine-tune: nano v1 (the bundled model up to commit 1a2f108; see above)")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--train-decoder", action="store_true", help="also train the VAE decoder's residual branch")
+    p.add_argument("--teacher-pool", default=None, help="train on this pool (scripts/teacher_pool.py, 512²) with "
+                                                         "the teacher term")
+    p.add_argument("--teacher-weight", type=float, default=1.0, help="λ of the teacher term (with --teacher-pool)")
     args = p.parse_args(argv)
 
     from osdface.training import get_train_config, make_trainer
     start = Path(args.start)
-    cfg = get_train_config("generator", "nano", data=args.data, output_dir=args.out, base=str(start),
-                           vre=str(start / "vre"), max_steps=args.steps, train_vae_decoder=args.train_decoder,
-                           **RECIPE)
+    teacher = dict(teacher_weight=args.teacher_weight) if args.teacher_pool else {}
+    cfg = get_train_config("generator", "nano", data=args.teacher_pool or args.data, output_dir=args.out,
+                           base=str(start), vre=str(start / "vre"), max_steps=args.steps,
+                           train_vae_decoder=args.train_decoder, **RECIPE, **teacher)
     resume = "latest" if list((Path(args.out) / "checkpoints").glob("step_*")) else None
     make_trainer(cfg).train(resume=resume)
     return 0

@@ -164,3 +164,28 @@ def test_startup_page_prints_each_measurement_with_its_load(tmp_path):
     text = hooks.RENDERERS["startup"]()
     assert "**quiet**" in text and "load average 0.4" in text and "| restore 1 face | 1.01 |" in text
     assert "marginal per extra face" in text and "Older than the pins" in text
+
+
+def test_peers_page_calls_a_difference_only_when_its_interval_leaves_out_zero(tmp_path):
+    import json
+
+    hooks = _hooks(tmp_path)
+    assert "No `benchmarks/results/peers.json`" in hooks.RENDERERS["peers"]()
+
+    def diff(mean, lo, hi):
+        return {"mean": mean, "ci95": [lo, hi]}
+
+    rows = {"nano": {"faces": 36, "mean": {"PSNR": 29.0, "Deg-dlib": 14.0},
+                     "minus_realesrgan": {"PSNR": diff(1.2, 0.8, 1.6), "Deg-dlib": diff(0.5, 0.1, 0.9)}},
+            "cand": {"faces": 36, "mean": {"PSNR": 28.5, "Deg-dlib": 13.0},
+                     "minus_realesrgan": {"PSNR": diff(0.1, -0.2, 0.4), "Deg-dlib": diff(-1.0, -1.5, -0.5)}},
+            "Real-ESRGAN x4plus": {"faces": 36, "mean": {"PSNR": 27.8, "Deg-dlib": 13.5}}}
+    (tmp_path / "peers.json").write_text(json.dumps({
+        "date": "2027-01-02", "machine": {"cpu": "CPU Z", "cores": 2, "torch": "1.0"}, "metrics": ["PSNR", "Deg-dlib"],
+        "load_average": [0.3], "results": {"mild": rows}}))
+    text = hooks.RENDERERS["peers"]()
+    assert "CPU Z" in text and "2027-01-02" in text and "(36 validation faces)" in text and "Older than the pins" in text
+    assert "| nano | PSNR | 1.2 | [0.8, 1.6] | better |" in text
+    assert "| nano | Deg-dlib | 0.5 | [0.1, 0.9] | worse |" in text  # a larger identity angle is worse
+    assert "| cand | PSNR | 0.1 | [-0.2, 0.4] | not different |" in text
+    assert "| cand | Deg-dlib | -1 | [-1.5, -0.5] | better |" in text
