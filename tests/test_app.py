@@ -334,6 +334,7 @@ def test_the_background_upsampler_offered_and_refused(restorer, tiny_model, tmp_
         assert not np.array_equal(after[-150:, -300:], np.asarray(src.resize(result.after.size,
                                                                             Image.LANCZOS))[-150:, -300:])
         assert "(rescaled ×2, Real-ESRGAN x4plus background)" in result.info, result.info
+        assert re.search(r"s in all \(detection [\d.]+ s\), background [\d.]+ s", result.info), result.info
         n = up.tiles(*src.size)
         tiles = [d for d in seen.descs if d and d.startswith("enlarging the background")]
         assert n == 12 and tiles[0] == f"enlarging the background: tile 1 of {n}" and \

@@ -226,9 +226,10 @@ class DemoRestorer:
                 raise DemoInputError(f"the Real-ESRGAN background's weights are missing: {INSTALL_HINT}")
         return names
 
-    def bg_upsampler(self, name: str, report=None):
+    def bg_upsampler(self, name: str, report=None, span: tuple[float, float] = (0.5, 0.9)):
         """The background upsampler ``name`` as ``restore_image`` takes it; Real-ESRGAN is loaded once (on first
-        use) and reports "background tile k of n" through ``report(fraction, desc=...)`` when given."""
+        use) and reports "background tile k of n" through ``report(fraction, desc=...)`` when given, its fraction
+        moving across ``span``."""
         if name != "realesrgan":
             return None  # Lanczos, restore_image's default
         from ..faces.photo import get_bg_upsampler
@@ -242,8 +243,8 @@ class DemoRestorer:
 
         def with_progress(img, scale):
             return up(img, scale, progress=lambda done, total: report(
-                0.85 + 0.05 * done / max(total, 1), desc=f"enlarging the background: tile {min(done + 1, total)} "
-                                                         f"of {total}"))
+                span[0] + (span[1] - span[0]) * done / max(total, 1),
+                desc=f"enlarging the background: tile {min(done + 1, total)} of {total}"))
         return with_progress
 
     def _resolve_dtype(self, dtype: str | None) -> str:
@@ -435,6 +436,20 @@ class DemoRestorer:
         report(0.3, desc="restoring")
         results: list = [None] * len(requests)
         run_s = [0.0] * len(requests)
+        bg_s = [0.0] * len(requests)  # time spent enlarging each request's background (not the faces' time)
+
+        def timed(i, upsampler):
+            if upsampler is None:
+                return None
+
+            def run(img, scale):
+                t = time.perf_counter()
+                try:
+                    return upsampler(img, scale)
+                finally:
+                    bg_s[i] += time.perf_counter() - t
+            return run
+
         shared = [1] * len(requests)  # how many requests shared each one's model call
         groups: dict[tuple, list[int]] = {}
         for i, req in enumerate(requests):
@@ -449,22 +464,25 @@ class DemoRestorer:
             t0 = time.perf_counter()
             if len(members) == 1:
                 req = requests[members[0]]
-                counted = _FaceCounter(pipe, report, 0.3, 0.85) if progress is not None else pipe
+                # a learned background takes most of the time: it gets most of the bar
+                faces_end = 0.5 if req.bg_upsampler != "lanczos" and req.upscale != 1 else 0.85
+                counted = _FaceCounter(pipe, report, 0.3, faces_end) if progress is not None else pipe
                 out = [restore_image(counted, req.rgb, mode=req.mode, faces=detected[members[0]],
                                      upscale=req.upscale, only_center_face=req.only_center_face,
                                      color_fix=req.color_fix, fidelity=req.fidelity, latent_mode=latent_mode,
                                      generator=generator, batch_size=1 if pipe.device.type == "cpu" else 4,
-                                     bg_upsampler=self.bg_upsampler(req.bg_upsampler,
-                                                                    report if progress is not None else None))]
+                                     bg_upsampler=timed(members[0], self.bg_upsampler(
+                                         req.bg_upsampler, report if progress is not None else None,
+                                         (faces_end, 0.9))))]
             else:
                 out = restore_many(pipe, [dict(image=requests[i].rgb, mode=requests[i].mode, faces=detected[i],
                                                upscale=requests[i].upscale, color_fix=requests[i].color_fix,
                                                fidelity=requests[i].fidelity,
                                                only_center_face=requests[i].only_center_face,
-                                               bg_upsampler=self.bg_upsampler(requests[i].bg_upsampler))
+                                               bg_upsampler=timed(i, self.bg_upsampler(requests[i].bg_upsampler)))
                                           for i in members],
                                    latent_mode=latent_mode, generator=generator)
-            elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0 - sum(bg_s[i] for i in members)
             n_faces = sum(len(r.faces) for r in out) or 1
             for i, r in zip(members, out):
                 results[i], shared[i] = r, len(members)
@@ -472,11 +490,11 @@ class DemoRestorer:
 
         report(0.9, desc="saving the PNG")
         total_s = time.perf_counter() - t_start
-        return [self._demo_result(req, res, detected[i], detect_s[i], run_s[i], total_s, shared[i])
+        return [self._demo_result(req, res, detected[i], detect_s[i], run_s[i], total_s, shared[i], bg_s[i])
                 for i, (req, res) in enumerate(zip(requests, results))]
 
     def _demo_result(self, req: DemoRequest, result, faces, detect_s: float, run_s: float, total_s: float,
-                     batch: int) -> DemoResult:
+                     batch: int, bg_s: float = 0.0) -> DemoResult:
         pipe = self.pipeline(req.model, req.dtype)
         w, h = req.rgb.size
         notes = []
@@ -518,6 +536,7 @@ class DemoRestorer:
                  + f" on {pipe.device.type} {req.dtype}",
                  (f"{per_face:.2f} s/face, " if per_face is not None else "")
                  + f"{total_s:.1f} s in all" + (f" (detection {detect_s:.2f} s)" if detect_s >= 0.005 else "")
+                 + (f", background {bg_s:.1f} s" if req.bg_upsampler != "lanczos" and req.upscale != 1 else "")
                  + (f", {batch} requests batched" if batch > 1 else "")]
         if req.latent_mode == "sample":
             parts.append(f"sampled latent, seed {req.seed}")

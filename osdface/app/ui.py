@@ -235,11 +235,12 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
 
     @gpu
     def restore_batched(images, modes, upscales, fidelities, color_fixes, only_center_faces, models, dtypes,
-                        latent_modes, seeds, bg_upsamplers):
+                        latent_modes, seeds, bg_upsamplers=None):
         """Restore the faces of several queued images at once (each list holds one value per request). A request
         that is refused gets its reason in its own info box and empty results; when every request of the call is
         refused, the call fails (so a lone bad request fails as it does without batching)."""
         reqs, refused = [], {}
+        bg_upsamplers = bg_upsamplers if bg_upsamplers is not None else ["lanczos"] * len(images)
         for i, args in enumerate(zip(images, modes, upscales, fidelities, color_fixes, only_center_faces, models,
                                      dtypes, latent_modes, seeds, bg_upsamplers)):
             try:
@@ -414,6 +415,9 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
             restored = checked.success(restore, inputs=inputs, outputs=[slider, gallery, png, info],
                                        api_name="restore", concurrency_limit=concurrency_limit,
                                        concurrency_id="model")
+        # on a phone the result (and the progress bar over it) is below the options: bring it into view as the run
+        # starts, so that a long run shows its progress where the user looks
+        checked.success(None, js=SCROLL_TO_RESULT, queue=False, api_visibility="private")
         restored.success(show_gallery, inputs=[gallery], outputs=[gallery], api_visibility="private",
                          queue=False).then(None, js=SCROLL_TO_RESULT)
         restored.failure(explain_failure, inputs=inputs, outputs=[slider, gallery, png, info],
