@@ -89,6 +89,15 @@ def test_random_crop_pair_takes_the_same_window_of_lq_and_hq():
     assert all(int(hq_c[i, 0, 0, 0]) % 16 % 4 == 0 for i in range(2))
 
 
+def test_a_second_trainer_in_the_process_may_use_another_precision():
+    """Stage 0 in fp32, then stage 2 in bf16, in one process (a notebook, scripts/ablation.py)."""
+    from osdface.training.trainer import make_accelerator
+
+    assert make_accelerator("no").mixed_precision == "no"
+    assert make_accelerator("bf16").mixed_precision == "bf16"
+    assert make_accelerator("no").mixed_precision == "no"
+
+
 def test_yaml_round_trip_and_unknown_keys(tmp_path):
     cfg = get_train_config("generator", "nano", data="x", output_dir="y", gan_weight=0.5)
     cfg.save_yaml(tmp_path / "g.yaml")

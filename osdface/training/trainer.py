@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -66,8 +67,6 @@ def image_grid(rows: list[list[torch.Tensor]]) -> Image.Image:
 def cpu_processes() -> bool:
     """Whether this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without a GPU:
     accelerate must then be told ``cpu=True`` to join them (gloo), or every process trains alone."""
-    import os
-
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
@@ -76,14 +75,30 @@ def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2 ** 63))
 
 
+def make_accelerator(mixed_precision: str = "no", gradient_accumulation_steps: int = 1) -> Accelerator:
+    """An ``Accelerator`` with this precision, also when an earlier one in the same process had another: accelerate
+    keeps one process-wide state and refuses a second precision, which would stop a notebook or script that trains
+    stage 0 in fp32 and then stage 2 in bf16. In a single process that state is dropped and made anew; in a
+    distributed run the refusal stands (every process must agree)."""
+    from accelerate.state import AcceleratorState
+
+    kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps,
+                  cpu=cpu_processes())
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as err:
+        if "already been initialized" not in str(err) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise
+    AcceleratorState._reset_state()  # (the process-wide PartialState, devices and ranks, is kept)
+    return Accelerator(**kwargs)
+
+
 class Trainer:
     log_columns: list[str] = ["loss", "lr", "images_per_s"]
 
     def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None):
         self.cfg = cfg
-        self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
-                                                      gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                                                      cpu=cpu_processes())
+        self.accelerator = accelerator or make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
         set_seed(cfg.seed)  # model initialisation; per-step randomness uses step_generator
         if cfg.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {cfg.lr_schedule!r}")
