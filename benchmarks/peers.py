@@ -13,6 +13,10 @@ lower is closer), HF-ratio (the output's high-frequency energy over the ground t
 pattern locked to the latent grid). Each model is compared with Real-ESRGAN face by face: the mean difference
 with a 95 % bootstrap interval over faces (paired), so that "better" is said only when the interval excludes 0.
 
+With two or more models, each later one is held to the rule for replacing the bundled model with a teacher-trained
+one, against the first: on both degradations the identity angle is not worse, HF-ratio rises, PSNR drops by at most
+0.3 dB and Grid stays at the ground truth's (at most its value + 0.1); the verdict is written under ``rule``.
+
 Writes ``benchmarks/results/peers.json`` (machine, date, versions, load; every value per face). Picture grids
 (LQ | model | Real-ESRGAN | GT) stay under ``--work``: they show data photos, which never enter the repository.
 """
@@ -36,6 +40,37 @@ MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10
 DEGRADATIONS = {"spec": None, "mild": MILD}
 METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
 LQ_ROW = "LQ input"
+MAX_PSNR_LOSS = 0.3  # dB (the rule above)
+
+
+def ground_truth_grid(folder: Path) -> float:
+    """Mean Grid of the ground-truth faces: the level a clean photo has."""
+    import torch
+    from PIL import Image
+
+    from osdface.eval.sharpness import grid_pattern
+
+    values = [float(grid_pattern(torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)[None]))
+              for f in sorted(folder.glob("*.png"))]
+    return sum(values) / len(values)
+
+
+def rule(results: dict, base: str, cand: str) -> dict:
+    """Whether ``cand`` may replace ``base`` (the rule above), with one line per degradation."""
+    ok, lines = True, []
+    for deg, rows in results.items():
+        a, b, gt = rows[cand]["mean"], rows[base]["mean"], rows["_gt_grid"]
+        ident = a["Deg-dlib"] <= b["Deg-dlib"]
+        sharp = a["HF-ratio"] > b["HF-ratio"]
+        psnr = a["PSNR"] >= b["PSNR"] - MAX_PSNR_LOSS
+        clean = a["Grid"] <= gt + 0.1
+        ok &= ident and sharp and psnr and clean
+        lines.append(f"{deg}: identity {b['Deg-dlib']:.2f}° → {a['Deg-dlib']:.2f}° ({'not worse' if ident else 'WORSE'}), "
+                     f"HF-ratio {b['HF-ratio']:.3f} → {a['HF-ratio']:.3f} ({'up' if sharp else 'NOT up'}), "
+                     f"PSNR {b['PSNR']:.2f} → {a['PSNR']:.2f} dB ({'within' if psnr else 'MORE than'} "
+                     f"{MAX_PSNR_LOSS} dB), Grid {a['Grid']:.3f} (ground truth {gt:.3f}: "
+                     f"{'clean' if clean else 'A LATENT GRID'})")
+    return {"candidate": cand, "baseline": base, "meets": bool(ok), "lines": lines}
 
 
 def bootstrap(diff: np.ndarray, *, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -100,7 +135,7 @@ def main(argv=None) -> int:
             load.append(os.getloadavg()[0])
         peer = next(r for r in rows if r.startswith("Real-ESRGAN"))
         for label, row in rows.items():
-            if label == peer:
+            if label == peer or label.startswith("_"):
                 continue
             row["minus_realesrgan"] = {}
             for x in METRICS:
@@ -110,18 +145,26 @@ def main(argv=None) -> int:
                     d = pairs[:, 0] - pairs[:, 1]
                     lo, hi = bootstrap(d)
                     row["minus_realesrgan"][x] = {"mean": float(d.mean()), "ci95": [lo, hi]}
+        rows["_gt_grid"] = ground_truth_grid(args.work / f"{deg}-0" / "bench" / "hq")
         results[deg] = rows
         print(f"== {deg}", flush=True)
         for label, row in rows.items():
+            if label.startswith("_"):
+                continue
             print(f"{label:32s} " + "  ".join(f"{x} {row['mean'][x]:.4g}" for x in METRICS
                                               if row["mean"][x] is not None), flush=True)
+    names = ["osdface-nano (bundled)" if Path(m) == BUNDLED_NANO else Path(m).name for m in models]
+    verdicts = [rule(results, names[0], cand) for cand in names[1:]]
+    for v in verdicts:
+        print(f"rule: {v['candidate']} {'MEETS' if v['meets'] else 'does not meet'} the rule against {v['baseline']}")
+        print("\n".join("  " + line for line in v["lines"]))
     payload = {"what": "OSDFace models beside Real-ESRGAN x4plus and the bicubic input on the validation faces "
                        "(benchmarks/peers.py)",
                "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "date": time.strftime("%Y-%m-%d"), "osdface": __version__, "machine": machine(),
                "load_average": [round(x, 2) for x in load], "seconds": round(time.time() - t0, 1),
                "metrics": METRICS, "degradations": {"spec": "docs/ARCHITECTURE.md §4", "mild": MILD},
-               "results": results}
+               "results": results, "rule": verdicts}
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json_out.with_name(f".{args.json_out.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")

@@ -330,10 +330,14 @@ def render_peers() -> str:
              staleness(m.get("torch"))]
     metrics = data.get("metrics") or []
     lower_better = {"LMD", "Deg-dlib"}
-    for deg, rows in (data.get("results") or {}).items():
+    for deg, every in (data.get("results") or {}).items():
+        rows = {k: v for k, v in every.items() if not k.startswith("_")}
         n = next(iter(rows.values())).get("faces", "?")
         body = [[name] + [_num(r["mean"].get(x), 4) for x in metrics] for name, r in rows.items()]
-        parts.append(f"**Degradation: {deg}** ({n} validation faces)\n\n" + table(["method"] + metrics, body))
+        gt = every.get("_gt_grid")
+        parts.append(f"**Degradation: {deg}** ({n} validation faces"
+                     + (f"; the ground truth's Grid: {_num(gt, 3)}" if gt is not None else "") + ")\n\n"
+                     + table(["method"] + metrics, body))
         diffs = []
         for name, r in rows.items():
             for x, d in (r.get("minus_realesrgan") or {}).items():
@@ -347,6 +351,11 @@ def render_peers() -> str:
                 diffs.append([name, x, _num(d["mean"], 3), f"[{_num(lo, 3)}, {_num(hi, 3)}]", verdict])
         if diffs:
             parts.append(table(["model", "metric", "minus Real-ESRGAN", "95 % interval", "reading"], diffs))
+    for v in data.get("rule") or []:
+        parts.append(f"**{v['candidate']} against {v['baseline']}** (to replace it: identity not worse, HF-ratio up, "
+                     f"PSNR at most 0.3 dB lower, no latent grid, on both degradations): "
+                     f"{'meets the rule' if v['meets'] else 'does not meet the rule'}.\n\n"
+                     + "\n".join(f"- {line}" for line in v["lines"]) + "\n")
     return "\n".join(parts)
 
 

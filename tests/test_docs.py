@@ -182,10 +182,13 @@ def test_peers_page_calls_a_difference_only_when_its_interval_leaves_out_zero(tm
             "Real-ESRGAN x4plus": {"faces": 36, "mean": {"PSNR": 27.8, "Deg-dlib": 13.5}}}
     (tmp_path / "peers.json").write_text(json.dumps({
         "date": "2027-01-02", "machine": {"cpu": "CPU Z", "cores": 2, "torch": "1.0"}, "metrics": ["PSNR", "Deg-dlib"],
-        "load_average": [0.3], "results": {"mild": rows}}))
+        "load_average": [0.3], "results": {"mild": {**rows, "_gt_grid": 0.25}},
+        "rule": [{"candidate": "cand", "baseline": "nano", "meets": False, "lines": ["mild: identity WORSE"]}]}))
     text = hooks.RENDERERS["peers"]()
-    assert "CPU Z" in text and "2027-01-02" in text and "(36 validation faces)" in text and "Older than the pins" in text
+    assert "CPU Z" in text and "2027-01-02" in text and "(36 validation faces;" in text and "Older than the pins" in text
     assert "| nano | PSNR | 1.2 | [0.8, 1.6] | better |" in text
     assert "| nano | Deg-dlib | 0.5 | [0.1, 0.9] | worse |" in text  # a larger identity angle is worse
     assert "| cand | PSNR | 0.1 | [-0.2, 0.4] | not different |" in text
     assert "| cand | Deg-dlib | -1 | [-1.5, -0.5] | better |" in text
+    assert "the ground truth's Grid: 0.25" in text and "**cand against nano**" in text
+    assert "does not meet the rule" in text and "- mild: identity WORSE" in text
