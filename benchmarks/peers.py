@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
+from osdface.data.degradations import MILD  # noqa: E402
 DEGRADATIONS = {"spec": None, "mild": MILD}
 METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
 LQ_ROW = "LQ input"

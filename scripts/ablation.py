@@ -57,7 +57,7 @@ ARMS = {
 }
 TEACHER_ARMS = ("teacher", "teacher+id")
 POOL_ARMS = (*TEACHER_ARMS, "pool-l2")  # the arms trained on --teacher-pool
-MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
+from osdface.data.degradations import MILD  # noqa: E402
 DEGRADATIONS = {"spec": None, "mild": MILD}
 METRICS = ["PSNR", "SSIM", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 METRICS = ["PSNR", "SSIM", "PSNR-RGB", "LMD", "Deg-dlib", "HF-ratio", "Grid"]
-MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
+from osdface.data.degradations import MILD  # noqa: E402
 DEGRADATIONS = {"spec": None, "mild": MILD}
 MAX_PSNR_LOSS = 0.5
 

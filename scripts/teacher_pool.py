@@ -12,6 +12,10 @@ Writes a pairs folder (``PreparedPairsDataset``'s layout plus ``teacher/``)::
                              --resolution² (area): what the teacher term pulls the high frequencies toward
     OUT/params.jsonl         each pool item's degradation parameters
 
+With ``--degradation spec`` (the paper's ranges) many faces are shrunk 5–8×: Real-ESRGAN's x4 output of such a face is
+smaller than the training size, so the teacher is smooth after the resize, and on faces of 30–60 px it invents
+features that are not there (melted eyes and mouths). ``--degradation mild`` keeps the teacher where it is good.
+
 Only the training side of the split (``split_files`` defaults, the split the training uses) is read, so the
 validation faces stay unseen. Real-ESRGAN costs seconds per face on a CPU (run it once, in the background, with
 ``nice``); an item whose three files exist is skipped, so an interrupted run resumes. Keep the pool outside the
@@ -38,6 +42,10 @@ def main(argv=None) -> int:
     p.add_argument("--per-face", type=int, default=1, help="degradations per training face")
     p.add_argument("--limit", type=int, default=None, help="only the first N training faces")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--degradation", choices=("spec", "mild"), default="spec",
+                   help="spec: docs/ARCHITECTURE.md §4's ranges; mild: blur σ 1–3, down-sampling 2–4×, noise ≤ 10, "
+                        "JPEG 60–90 (osdface.data.degradations.MILD), where the small face has a quarter of the "
+                        "size or more, so that Real-ESRGAN's x4 output is as large as the face")
     p.add_argument("--tile", type=int, default=192)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", default=None, help="a folder from osdface convert-realesrgan (default: the cache)")
@@ -50,7 +58,7 @@ def main(argv=None) -> int:
 
     from osdface.data.benchmark_set import image_seed
     from osdface.data.dataset import resize_square, split_files
-    from osdface.data.degradations import DegradationConfig, apply_params, sample_params
+    from osdface.data.degradations import MILD, DegradationConfig, apply_params, sample_params
     from osdface.image_io import list_images, load_image, save_png
     from osdface.networks.rrdbnet import RealESRGANUpsampler
 
@@ -62,7 +70,7 @@ def main(argv=None) -> int:
     for sub in ("hq", "lq", "teacher"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     up = RealESRGANUpsampler(weights=args.weights, device="cpu", tile=args.tile)
-    cfg = DegradationConfig()
+    cfg = DegradationConfig(**MILD) if args.degradation == "mild" else DegradationConfig()
     lines, t0, done = [], time.perf_counter(), 0
     for f in train:
         hq = resize_square(load_image(f), args.resolution)

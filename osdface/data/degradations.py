@@ -61,10 +61,17 @@ __all__ = [
     "apply_params",
     "gaussian_kernel",
     "INTERPOLATIONS",
+    "MILD",
 ]
 
 #: Interpolation names accepted by :class:`DegradationConfig` (mapped to OpenCV flags in :func:`_cv2_interp`).
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+
+
+#: A milder set of ranges than the paper's (blur σ 1–3, down-sampling 2–4×, noise ≤ 10, JPEG 60–90): the second
+#: validation degradation of the ablation, the model comparisons and the teacher pool, where a face keeps enough
+#: pixels (a quarter of its size at least) for another restorer to work from. ``DegradationConfig(**MILD)``.
+MILD = dict(sigma_range=(1.0, 3.0), scale_range=(2.0, 4.0), noise_range=(0.0, 10.0), jpeg_range=(60, 90))
 
 
 def _cv2():
