@@ -43,16 +43,14 @@ LQ_ROW = "LQ input"
 MAX_PSNR_LOSS = 0.3  # dB (the rule above)
 
 
-def ground_truth_grid(folder: Path) -> float:
-    """Mean Grid of the ground-truth faces: the level a clean photo has."""
-    import torch
-    from PIL import Image
+def label_of(model: str) -> str:
+    """A model's row name: the bundled nano by that name, a training run's ``final/`` by its run's folder."""
+    from osdface.weights import BUNDLED_NANO
 
-    from osdface.eval.sharpness import grid_pattern
-
-    values = [float(grid_pattern(torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)[None]))
-              for f in sorted(folder.glob("*.png"))]
-    return sum(values) / len(values)
+    path = Path(model)
+    if path.resolve() == Path(BUNDLED_NANO).resolve():
+        return "osdface-nano (bundled)"
+    return path.resolve().parent.name if path.name == "final" else path.name
 
 
 def rule(results: dict, base: str, cand: str) -> dict:
@@ -109,6 +107,7 @@ def main(argv=None) -> int:
 
     from osdface import __version__
     from osdface.eval.evaluate_model import evaluate_model
+    from osdface.eval.sharpness import folder_grid
     from osdface.weights import BUNDLED_NANO
 
     torch.set_num_threads(args.threads)
@@ -120,7 +119,7 @@ def main(argv=None) -> int:
         rows: dict = {}
         for k, model in enumerate(models):
             first = k == 0
-            name = "osdface-nano (bundled)" if Path(model) == BUNDLED_NANO else Path(model).name
+            name = label_of(model)
             report, _ = evaluate_model(model, args.faces, args.work / f"{deg}-{k}", split="val", limit=args.limit,
                                        seed=0, metrics=METRICS, degradation=config, overwrite=True, grid=8,
                                        baselines=("realesrgan",) if first else (), log=lambda line: None)
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
                     d = pairs[:, 0] - pairs[:, 1]
                     lo, hi = bootstrap(d)
                     row["minus_realesrgan"][x] = {"mean": float(d.mean()), "ci95": [lo, hi]}
-        rows["_gt_grid"] = ground_truth_grid(args.work / f"{deg}-0" / "bench" / "hq")
+        rows["_gt_grid"] = folder_grid(args.work / f"{deg}-0" / "bench" / "hq")
         results[deg] = rows
         print(f"== {deg}", flush=True)
         for label, row in rows.items():
@@ -153,7 +152,7 @@ def main(argv=None) -> int:
                 continue
             print(f"{label:32s} " + "  ".join(f"{x} {row['mean'][x]:.4g}" for x in METRICS
                                               if row["mean"][x] is not None), flush=True)
-    names = ["osdface-nano (bundled)" if Path(m) == BUNDLED_NANO else Path(m).name for m in models]
+    names = [label_of(m) for m in models]
     verdicts = [rule(results, names[0], cand) for cand in names[1:]]
     for v in verdicts:
         print(f"rule: {v['candidate']} {'MEETS' if v['meets'] else 'does not meet'} the rule against {v['baseline']}")

@@ -37,6 +37,7 @@ MAX_PSNR_LOSS = 0.5
 def evaluate(name: str, model: str, faces: str, work: Path) -> dict:
     """{degradation: {"model": row, "lq": row}} for one model."""
     from osdface.eval.evaluate_model import evaluate_model
+    from osdface.eval.sharpness import folder_grid
 
     rows = {}
     for deg, config in DEGRADATIONS.items():
@@ -44,21 +45,8 @@ def evaluate(name: str, model: str, faces: str, work: Path) -> dict:
                                    degradation=config, overwrite=True, grid=8, log=lambda line: None)
         by_name = {m.name: m.summary for m in report.methods}
         rows[deg] = {"model": next(v for k, v in by_name.items() if k != "LQ input"), "lq": by_name["LQ input"],
-                     "gt_grid": _grid_of(work / f"{name}-{deg}" / "bench" / "hq")}
+                     "gt_grid": folder_grid(work / f"{name}-{deg}" / "bench" / "hq")}
     return rows
-
-
-def _grid_of(folder: Path) -> float:
-    """Mean Grid of the ground-truth faces (the level a clean photo has)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from osdface.eval.sharpness import grid_pattern
-
-    values = [float(grid_pattern(torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)[None]))
-              for f in sorted(folder.glob("*.png"))]
-    return sum(values) / len(values)
 
 
 def verdict(new: dict, old: dict) -> tuple[bool, list[str]]:

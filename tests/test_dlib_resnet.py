@@ -269,6 +269,20 @@ def test_grid_pattern_finds_a_latent_grid():
     assert clean < 0.6 and 1.6 < patterned < 2.4, (clean, patterned)
 
 
+
+def test_folder_grid_is_the_mean_over_a_folder(tmp_path):
+    from osdface.eval.sharpness import folder_grid, grid_pattern
+
+    with pytest.raises(ValueError, match="no PNG image"):
+        folder_grid(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    images = [(torch.rand(3, 64, 64, generator=g) * 255).round().to(torch.uint8) for _ in range(2)]
+    for i, im in enumerate(images):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+    want = sum(float(grid_pattern(im[None].float() / 255)) for im in images) / 2
+    assert abs(folder_grid(tmp_path) - want) < 1e-6
+
+
 def test_gradient_flows_through_the_fixed_chip(net):
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(2, 3, 512, 512, generator=g) * 2 - 1).requires_grad_(True)  # [-1, 1], one pyramid level

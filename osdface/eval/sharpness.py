@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .psnr_ssim import rgb_to_y, to_255
 
-__all__ = ["high_frequency_energy", "hf_ratio", "grid_pattern", "TILE"]
+__all__ = ["high_frequency_energy", "hf_ratio", "grid_pattern", "folder_grid", "TILE"]
 
 #: the tile of :func:`grid_pattern`: 8 covers latent grids of period 1, 2, 4 and 8 px
 TILE = 8
@@ -48,3 +48,18 @@ def grid_pattern(pred: torch.Tensor, gt: torch.Tensor | None = None) -> torch.Te
     tile = y[:, :h, :w].reshape(y.shape[0], h // TILE, TILE, w // TILE, TILE).mean(dim=(1, 3))
     tile = tile - tile.mean(dim=(1, 2), keepdim=True)
     return tile.square().mean(dim=(1, 2)).sqrt().cpu()
+
+
+def folder_grid(folder) -> float:
+    """The mean :func:`grid_pattern` of a folder's PNG images (the ground truth's level, which a restoration should
+    not exceed by much)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    values = [float(grid_pattern(torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)[None]))
+              for f in sorted(Path(folder).glob("*.png"))]
+    if not values:
+        raise ValueError(f"{folder}: no PNG image to measure")
+    return sum(values) / len(values)
