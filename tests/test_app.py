@@ -528,6 +528,9 @@ def test_browser_header_and_examples(browser_page):
     header = page.locator("#model-summary").inner_text()  # one line, always shown
     assert "osdface-nano" in header and "far from the paper's quality" in header and "HOG" not in header
     assert "CenterFace" in header or "RetinaFace" in header or "dlib" in header
+    # on a CPU only Lanczos is offered: no Background control, and the rescale help names Lanczos
+    assert not page.locator("#bg-upsampler").is_visible()
+    assert "enlarged with Lanczos" in page.locator("#upscale").inner_text()
     page.get_by_text("About OSDFace and this model").click()  # the rest folds away
     note = page.locator("#model-note").inner_text()
     assert "trained from scratch" in note and "evidence" in note, note

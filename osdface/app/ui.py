@@ -340,8 +340,11 @@ def build_demo(restorer: DemoRestorer, *, concurrency_limit: int = 1, max_queue:
                                               "0 = your input unchanged.", elem_id="fidelity")
                     upscale = gr.Slider(UPSCALE_RANGE[0], UPSCALE_RANGE[1], value=1.0, step=0.25,
                                         label="Rescale whole photos (×)",
-                                        info="the background is enlarged (see Background), the faces are restored "
-                                             "at full resolution; aligned crops keep the model's size",
+                                        info="the background is enlarged "
+                                             + ("(see Background)" if len(restorer.bg_upsamplers) > 1 else
+                                                "with Lanczos")
+                                             + ", the faces are restored at full resolution; aligned crops keep "
+                                               "the model's size",
                                         elem_id="upscale")
                     bg_upsampler = gr.Radio([(BG_LABELS[b], b) for b in restorer.bg_upsamplers], value="lanczos",
                                             label="Background (when rescaled)", info=bg_help(restorer),
