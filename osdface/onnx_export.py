@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .weights import sha256_file
 
 ONNX_CONFIG_NAME = "osdface_onnx.json"  # (onnx_pipeline.ONNX_CONFIG_NAME: the pipeline module imports no torch)
 FORMAT = "osdface-onnx"
@@ -123,14 +124,6 @@ class VAEDecoderGraph(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _work_model(pipe):
     """The pipeline's OneStepGenerator as the graphs need it (fp32, LoRA fused, contiguous weights, no VAE tiling):
     the pipeline's own when it already is, else a copy (the caller's pipeline is never changed)."""
@@ -301,7 +294,7 @@ def export_onnx(pipe, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
             graphs[name] = {"file": path.name, "files": files, "precision": "fp16" if half else "fp32",
                             "inputs": inputs, "outputs": outputs,
                             "bytes": sum((tmp / f).stat().st_size for f in files),
-                            "sha256": {f: _sha256(tmp / f) for f in files}}
+                            "sha256": {f: sha256_file(tmp / f) for f in files}}
             log(f"{name}: {path.name} ({'fp16' if half else 'fp32'}, {graphs[name]['bytes'] / 1e6:.1f} MB) in "
                 f"{time.perf_counter() - t0:.1f} s")
         config = describe(pipe, model, graphs, opset=opset, batch="dynamic" if dynamic else batch, source=source)
@@ -479,8 +472,8 @@ def export_into_model_folder(pipe, folder: str | os.PathLike, *, log=None) -> di
             os.replace(part, tmp / graph["file"])
             graph["files"] = [graph["file"]]
             graph["bytes"] = (tmp / graph["file"]).stat().st_size
-            graph["sha256"] = {graph["file"]: _sha256(tmp / graph["file"])}
-        config["external_data"] = {f: _sha256(folder / f) for f in sorted(sources)}
+            graph["sha256"] = {graph["file"]: sha256_file(tmp / graph["file"])}
+        config["external_data"] = {f: sha256_file(folder / f) for f in sorted(sources)}
         for graph in config["graphs"].values():
             os.replace(tmp / graph["file"], folder / graph["file"])
         part = folder / f".{ONNX_CONFIG_NAME}.tmp"
@@ -535,7 +528,7 @@ def export_realesrgan_onnx(net: nn.Module, out_dir: str | os.PathLike, *, opset:
                 "precision": "fp16" if fp16 else "fp32", "scale": int(net.scale), "inputs": inputs,
                 "outputs": outputs, "network": config, "license": config.get("license"),
                 "created_by": f"osdface {__version__}: torch {torch.__version__} torch.onnx.export(dynamo=True)",
-                "sha256": _sha256(part), "bytes": part.stat().st_size,
+                "sha256": sha256_file(part), "bytes": part.stat().st_size,
                 "use": "tile the photo with overlap and cross-fade (osdface.networks.rrdbnet.tiled_upscale); "
                        "clamp the output to [0, 1]"}
         os.replace(part, path)
